@@ -1,0 +1,303 @@
+"""All of lifelong's configuration, in one place.
+
+Settings come from, highest priority first: keyword arguments (tests), ``LIFELONG_*``
+environment variables (nested keys joined with ``__``, e.g.
+``LIFELONG_KAFKA__BOOTSTRAP_SERVERS``), a YAML file, then the defaults below.
+Unknown keys and invalid values fail at load time with a message naming the key,
+because a typo silently falling back to a default is how a daemon ends up reading
+the wrong topic for a week.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from sqlalchemy.engine import make_url
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = [
+    "ApiSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "LoggingSettings",
+    "Settings",
+    "load_settings",
+    "masked_dump",
+]
+
+#: Environment variable naming the YAML file when ``--config`` is not given.
+CONFIG_FILE_ENV = "LIFELONG_CONFIG_FILE"
+
+_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_yaml_data", default={})
+
+
+class ConfigError(Exception):
+    """The configuration cannot be loaded; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class KafkaSettings(_Section):
+    """Where records come from. ``bootstrap_servers`` unset means: start the embedded broker."""
+
+    bootstrap_servers: list[str] | None = None
+    topics: list[str] = Field(default_factory=lambda: ["lifelong.samples"], min_length=1)
+    topic_prefix: str = Field(default="lifelong", pattern=r"^[A-Za-z0-9._-]+$")
+    group_id: str = "lifelong"
+    client_id: str = "lifelong"
+    #: ``manual``: this daemon reads every partition of its topics (instant start; the
+    #: database holds the position). ``group``: partitions are shared among the members
+    #: of ``group_id`` and each assignment seeks to the stored offsets.
+    assignment: Literal["manual", "group"] = "manual"
+    #: Where to start a partition the database has never seen.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    dead_letter_topic: str | None = None
+    poll_timeout_ms: int = Field(default=500, ge=10, le=60_000)
+    max_poll_records: int = Field(default=2000, ge=1, le=100_000)
+    max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    fetch_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    request_timeout_ms: int = Field(default=30_000, ge=1000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @field_validator("bootstrap_servers", "topics", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        # Environment variables carry lists as "a:9092,b:9092"; accept that too.
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            return items or None
+        return value
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(f"sasl_mechanism is required when security_protocol is {self.security_protocol}")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when lifelong must start its own broker."""
+        return not self.bootstrap_servers
+
+    @property
+    def promotions_topic(self) -> str:
+        return f"{self.topic_prefix}.promotions"
+
+    def client_security_options(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for TLS/SASL, passed through unchanged."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_plain_username is not None:
+            options["sasl_plain_username"] = self.sasl_plain_username
+        if self.sasl_plain_password is not None:
+            options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = str(value)
+        if self.ssl_password is not None:
+            options["ssl_password"] = self.ssl_password.get_secret_value()
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_check_hostname"] = self.ssl_check_hostname
+        return options
+
+
+class DatabaseSettings(_Section):
+    """The durable store. SQLite by default; ``postgresql+psycopg://...`` in production."""
+
+    #: Unset means ``sqlite:///<data_dir>/lifelong.db``.
+    url: str | None = None
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+    #: Apply pending migrations at start instead of refusing to run.
+    auto_migrate: bool = False
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:/// or postgresql+psycopg://")
+        return value
+
+
+class IngestSettings(_Section):
+    """Validation limits and the held-out split applied to every record."""
+
+    max_text_chars: int = Field(default=10_000, ge=1)
+    max_label_chars: int = Field(default=200, ge=1)
+    max_id_chars: int = Field(default=200, ge=1)
+    #: A value larger than this is dead-lettered before it is even decoded.
+    max_record_bytes: int = Field(default=1_000_000, ge=64)
+    #: How much of a bad record's raw bytes the dead-letter store keeps.
+    dead_letter_raw_bytes: int = Field(default=4096, ge=0, le=1_000_000)
+    #: Skip a record whose (text, label) was stored before, even at another offset.
+    dedupe_content: bool = True
+    heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: A label that reaches this many samples with none held out gets its next one held out.
+    heldout_min_per_label: int = Field(default=10, ge=1)
+    retry_backoff_initial_s: float = Field(default=0.5, gt=0)
+    retry_backoff_max_s: float = Field(default=30.0, gt=0)
+
+
+class ApiSettings(_Section):
+    """The HTTP control plane (health, readiness and metrics for now)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    token: SecretStr | None = None
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(default=False, alias="json")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the YAML file loaded by :func:`load_settings` into pydantic-settings."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get())
+
+
+class Settings(BaseSettings):
+    """The daemon's effective configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIFELONG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path("lifelong-data")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _default_database_in_data_dir(self) -> Settings:
+        if self.database.url is None:
+            self.database.url = f"sqlite:///{self.data_dir / 'lifelong.db'}"
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The resolved database URL (never ``None`` after validation)."""
+        return self.database.url or f"sqlite:///{self.data_dir / 'lifelong.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "<root>"
+        lines.append(f"{key}: {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _unknown_env_keys() -> list[str]:
+    # pydantic-settings silently ignores LIFELONG_* variables that match no field;
+    # a misspelt variable must fail like a misspelt YAML key.
+    known = {name.upper() for name in Settings.model_fields} | {CONFIG_FILE_ENV[len("LIFELONG_"):]}
+    unknown = []
+    for name in os.environ:
+        if not name.startswith("LIFELONG_"):
+            continue
+        head, _, rest = name[len("LIFELONG_"):].partition("__")
+        if head not in known:
+            unknown.append(name)
+            continue
+        field = Settings.model_fields[head.lower()] if head.lower() in Settings.model_fields else None
+        annotation = getattr(field, "annotation", None)
+        if rest and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names = {n.upper() for n in annotation.model_fields}
+            names |= {f.alias.upper() for f in annotation.model_fields.values() if f.alias}
+            if rest.split("__", 1)[0] not in names:
+                unknown.append(name)
+    return sorted(unknown)
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``path`` (or ``$LIFELONG_CONFIG_FILE``), the environment and ``overrides``.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not a YAML mapping, or a key is unknown or invalid.
+    """
+    if path is None and os.environ.get(CONFIG_FILE_ENV):
+        path = os.environ[CONFIG_FILE_ENV]
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level, not {type(loaded).__name__}")
+        data = loaded
+    unknown = _unknown_env_keys()
+    if unknown:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(f"{n}: unknown setting" for n in unknown))
+    token = _yaml_data.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    finally:
+        _yaml_data.reset(token)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain JSON-able data, secrets shown as ``**********``."""
+    dumped = json.loads(settings.model_dump_json(by_alias=True))
+    dumped["database"]["url"] = make_url(settings.database_url).render_as_string(hide_password=True)
+    return dumped

@@ -1,0 +1,106 @@
+"""Database engine setup and schema migrations.
+
+The engine is built in the entrypoint from settings and passed down; nothing here
+connects at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from storage.errors import SchemaError
+
+__all__ = ["current_revision", "ensure_schema_current", "head_revision", "make_engine", "upgrade"]
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) -> Engine:
+    """Build an engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    WAL lets readers (``lifelong status``, the API) run beside the single ingest
+    writer; ``synchronous=NORMAL`` in WAL mode survives a killed process, which is
+    the failure the ingest path must tolerate.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    script = ScriptDirectory(str(_MIGRATIONS))
+    head = script.get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise SchemaError("no migrations found")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    logger.info("upgrading database schema to %s", revision)
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def ensure_schema_current(engine: Engine) -> None:
+    """Refuse to run against a schema that is behind (or ahead of) this code.
+
+    Raises
+    ------
+    SchemaError
+        With the command that fixes it.
+    """
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    url = engine.url.render_as_string(hide_password=True)
+    if current is None:
+        raise SchemaError(f"database {url} has no lifelong schema; run `lifelong db upgrade` first")
+    script = ScriptDirectory(str(_MIGRATIONS))
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current not in known:
+        raise SchemaError(f"database {url} is at revision {current}, newer than this code ({head}); upgrade lifelong")
+    raise SchemaError(f"database {url} is at revision {current}, code needs {head}; run `lifelong db upgrade`")

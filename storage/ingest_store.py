@@ -1,0 +1,298 @@
+"""Writes one ingest batch — samples, dead letters and consumer positions — atomically.
+
+Keeping the consumer position in the same transaction as the data is what makes
+ingestion exactly-once into the database: after any crash the stored offsets say
+precisely which records are already stored. A replayed record is recognised by its
+(topic, partition, offset) and skipped; with content dedupe on, a re-sent record
+with the same (text, label) is skipped too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from storage.errors import StoreUnavailable
+from storage.models import ConsumerOffset, DeadLetter, Label, Sample, utcnow
+from storage.split import HeldOutPolicy
+
+__all__ = [
+    "BatchResult",
+    "NewDeadLetter",
+    "NewSample",
+    "PartitionPosition",
+    "load_offsets",
+    "write_ingest_batch",
+]
+
+logger = logging.getLogger(__name__)
+
+_IN_CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
+
+
+@dataclass(frozen=True)
+class NewSample:
+    """A validated record, ready to store."""
+
+    topic: str
+    partition: int
+    offset: int
+    text: str
+    label: str
+    content_hash: str
+    external_id: str | None = None
+    event_ts: datetime | None = None
+    meta: dict[str, Any] | None = None
+
+    @property
+    def split_key(self) -> str:
+        return self.external_id if self.external_id is not None else self.content_hash
+
+
+@dataclass(frozen=True)
+class NewDeadLetter:
+    """A record that failed validation; ``raw`` is already truncated."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes | None
+    raw_size: int
+
+
+@dataclass(frozen=True)
+class PartitionPosition:
+    """Where the consumer stands in one partition after this batch."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    high_watermark: int | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one batch changed; the caller turns it into metrics and logs."""
+
+    stored: int = 0
+    held_out: int = 0
+    duplicate_position: int = 0
+    duplicate_content: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    new_labels: list[str] = field(default_factory=list)
+
+
+def load_offsets(session: Session, *, topics: Iterable[str] | None = None) -> dict[tuple[str, int], int]:
+    """The stored next offset for every known partition (of ``topics``, if given)."""
+    query = select(ConsumerOffset.topic, ConsumerOffset.partition, ConsumerOffset.next_offset)
+    wanted = list(topics) if topics is not None else None
+    if wanted is not None:
+        query = query.where(ConsumerOffset.topic.in_(wanted))  # type: ignore[attr-defined]
+    try:
+        rows = session.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"cannot read stored offsets: {exc}") from exc
+    return {(topic, partition): offset for topic, partition, offset in rows}
+
+
+def _stored_positions(session: Session, table: Any, records: Sequence[Any]) -> set[tuple[str, int, int]]:
+    bounds: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        low_high = bounds.setdefault((record.topic, record.partition), [record.offset, record.offset])
+        low_high[0] = min(low_high[0], record.offset)
+        low_high[1] = max(low_high[1], record.offset)
+    found: set[tuple[str, int, int]] = set()
+    for (topic, partition), (low, high) in bounds.items():
+        query = select(table.c.offset).where(
+            and_(table.c.topic == topic, table.c.partition == partition, table.c.offset.between(low, high))
+        )
+        found.update((topic, partition, offset) for (offset,) in session.execute(query))
+    return found
+
+
+def _stored_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    table = Sample.__table__
+    found: set[str] = set()
+    for start in range(0, len(hashes), _IN_CHUNK):
+        chunk = hashes[start : start + _IN_CHUNK]
+        found.update(h for (h,) in session.execute(select(table.c.content_hash).where(table.c.content_hash.in_(chunk))))
+    return found
+
+
+def _label_rows(session: Session, names: Sequence[str]) -> tuple[dict[str, list[int]], list[str]]:
+    """Label name -> [id, sample_count, heldout_count], creating labels never seen before."""
+    table = Label.__table__
+    query = select(table.c.name, table.c.id, table.c.sample_count, table.c.heldout_count)
+    rows = {name: [id_, total, held] for name, id_, total, held in session.execute(query.where(table.c.name.in_(names)))}
+    missing = [name for name in names if name not in rows]
+    if missing:
+        now = utcnow()
+        session.execute(
+            insert(table), [{"name": n, "sample_count": 0, "heldout_count": 0, "first_seen_at": now} for n in missing]
+        )
+        created = session.execute(query.where(table.c.name.in_(missing)))
+        rows.update({name: [id_, total, held] for name, id_, total, held in created})
+    return rows, missing
+
+
+def _upsert_positions(session: Session, positions: Sequence[PartitionPosition]) -> None:
+    if not positions:
+        return
+    dialect = session.get_bind().dialect.name
+    table = ConsumerOffset.__table__
+    now = utcnow()
+    values = [
+        {
+            "topic": p.topic,
+            "partition": p.partition,
+            "next_offset": p.next_offset,
+            "high_watermark": p.high_watermark,
+            "updated_at": now,
+        }
+        for p in positions
+    ]
+    if dialect in ("sqlite", "postgresql"):
+        dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        statement = dialect_insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.topic, table.c.partition],
+            set_={
+                "next_offset": statement.excluded.next_offset,
+                "high_watermark": statement.excluded.high_watermark,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        session.execute(statement, values)
+        return
+    raise StoreUnavailable(f"unsupported database dialect {dialect!r}")  # pragma: no cover
+
+
+def write_ingest_batch(
+    session: Session,
+    *,
+    samples: Sequence[NewSample],
+    dead_letters: Sequence[NewDeadLetter],
+    positions: Sequence[PartitionPosition],
+    policy: HeldOutPolicy,
+    dedupe_content: bool,
+) -> BatchResult:
+    """Store a batch and advance the consumer positions in one transaction.
+
+    The caller owns nothing afterwards: on success everything is committed; on any
+    database error nothing is, and :class:`StoreUnavailable` is raised so the caller
+    can retry the same batch without its positions having moved.
+    """
+    result = BatchResult()
+    try:
+        with session.begin():
+            _write(session, result, samples, dead_letters, positions, policy, dedupe_content)
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"ingest batch not stored: {exc.__class__.__name__}: {exc}") from exc
+    return result
+
+
+def _write(
+    session: Session,
+    result: BatchResult,
+    samples: Sequence[NewSample],
+    dead_letters: Sequence[NewDeadLetter],
+    positions: Sequence[PartitionPosition],
+    policy: HeldOutPolicy,
+    dedupe_content: bool,
+) -> None:
+    seen_positions = _stored_positions(session, Sample.__table__, samples) if samples else set()
+    if dead_letters:
+        seen_positions |= _stored_positions(session, DeadLetter.__table__, dead_letters)
+
+    fresh: list[NewSample] = []
+    for sample in samples:
+        if (sample.topic, sample.partition, sample.offset) in seen_positions:
+            result.duplicate_position += 1
+        else:
+            fresh.append(sample)
+    if dedupe_content and fresh:
+        known = _stored_hashes(session, sorted({s.content_hash for s in fresh}))
+        unique: list[NewSample] = []
+        for sample in fresh:
+            if sample.content_hash in known:
+                result.duplicate_content += 1
+            else:
+                known.add(sample.content_hash)
+                unique.append(sample)
+        fresh = unique
+
+    if fresh:
+        labels, result.new_labels = _label_rows(session, sorted({s.label for s in fresh}))
+        added: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        rows = []
+        now = utcnow()
+        for sample in fresh:
+            label_id, total, held = labels[sample.label]
+            held_out = policy.assign(sample.split_key, label_total=total, label_heldout=held)
+            labels[sample.label][1] += 1
+            labels[sample.label][2] += int(held_out)
+            added[sample.label][0] += 1
+            added[sample.label][1] += int(held_out)
+            rows.append(
+                {
+                    "external_id": sample.external_id,
+                    "text": sample.text,
+                    "label_id": label_id,
+                    "topic": sample.topic,
+                    "partition": sample.partition,
+                    "offset": sample.offset,
+                    "content_hash": sample.content_hash,
+                    "held_out": held_out,
+                    "event_ts": sample.event_ts,
+                    "meta": sample.meta,
+                    "ingested_at": now,
+                }
+            )
+        session.execute(insert(Sample.__table__), rows)
+        label_table = Label.__table__
+        for name, (count, held_count) in added.items():
+            session.execute(
+                update(label_table)
+                .where(label_table.c.id == labels[name][0])
+                .values(
+                    sample_count=label_table.c.sample_count + count,
+                    heldout_count=label_table.c.heldout_count + held_count,
+                )
+            )
+        result.stored = len(rows)
+        result.held_out = sum(row["held_out"] for row in rows)
+
+    letters = [d for d in dead_letters if (d.topic, d.partition, d.offset) not in seen_positions]
+    result.duplicate_position += len(dead_letters) - len(letters)
+    if letters:
+        now = utcnow()
+        session.execute(
+            insert(DeadLetter.__table__),
+            [
+                {
+                    "topic": d.topic,
+                    "partition": d.partition,
+                    "offset": d.offset,
+                    "reason": d.reason,
+                    "detail": d.detail,
+                    "raw": d.raw,
+                    "raw_size": d.raw_size,
+                    "created_at": now,
+                }
+                for d in letters
+            ],
+        )
+        result.dead_letters.update(d.reason for d in letters)
+
+    _upsert_positions(session, positions)
