@@ -1,0 +1,1 @@
+"""The lifelong process: configuration, ingestion, broker, API, CLI and metrics."""

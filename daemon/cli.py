@@ -1,0 +1,293 @@
+"""The ``lifelong`` command line.
+
+Every command loads the same settings (``--config`` YAML plus ``LIFELONG_*``
+environment); errors print one line to stderr and exit non-zero (2 for bad
+configuration or input, 1 for a failure at run time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session
+
+from daemon.broker import BrokerError, EmbeddedBroker, create_topics
+from daemon.config import ConfigError, Settings, load_settings, masked_dump
+from daemon.logs import configure_logging
+from daemon.produce import ProduceError, produce_values, read_values
+from storage.engine import current_revision, ensure_schema_current, head_revision, make_engine, upgrade
+from storage.errors import StorageError
+from storage.stats import IngestSummary, ingest_summary
+
+__all__ = ["app"]
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="lifelong",
+    help="Continual-learning model lifecycle daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+_console = Console()
+_USER_ERRORS = (ConfigError, ProduceError, ValueError)
+_RUN_ERRORS = (StorageError, BrokerError, TimeoutError, RuntimeError, OSError)
+
+
+@contextmanager
+def _errors_as_one_line() -> Iterator[None]:
+    try:
+        yield
+    except _USER_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except _RUN_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
+    settings = load_settings(ctx.obj["config"], **overrides)
+    configure_logging(ctx.obj["log_level"] or settings.logging.level, json_format=settings.logging.json_format)
+    return settings
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="LIFELONG_CONFIG_FILE", help="YAML configuration file."),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Override logging.level (DEBUG, INFO, ...).")] = None,
+) -> None:
+    ctx.obj = {"config": config, "log_level": log_level}
+
+
+# ---------------------------------------------------------------------- run / demo
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    migrate: Annotated[bool, typer.Option(help="Apply pending database migrations first.")] = False,
+) -> None:
+    """Run the daemon: ingest from Kafka (embedded broker when none is configured) until SIGTERM."""
+    from daemon.runtime import Daemon
+
+    with _errors_as_one_line():
+        settings = _settings(ctx)
+        if migrate:
+            settings.database.auto_migrate = True
+        Daemon(settings).run_forever()
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(help="JSONL/CSV dataset instead of the bundled CLINC150 sample.")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its database and files.")] = Path(
+        "lifelong-demo"
+    ),
+    stages: Annotated[int, typer.Option(min=1, help="How many stages to stream the labels in.")] = 4,
+    quick: Annotated[bool, typer.Option(help="Two stages, for a shorter run.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Delete the work directory's database first.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per stage.")] = False,
+) -> None:
+    """Run everything embedded and stream a sample dataset through it in stages."""
+    from daemon.demo import run_demo
+
+    with _errors_as_one_line():
+        settings = _settings(
+            ctx,
+            data_dir=workdir,
+            database={"url": f"sqlite:///{workdir / 'lifelong.db'}", "auto_migrate": True},
+            kafka={"bootstrap_servers": None},
+            api={"port": 0},
+        )
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                (workdir / f"lifelong.db{suffix}").unlink(missing_ok=True)
+
+        def report(stage: str, summary: IngestSummary, info: dict[str, object]) -> None:
+            if as_json:
+                typer.echo(json.dumps({"stage": stage, **info, "status": _summary_dict(summary)}))
+                return
+            _console.print(
+                f"[bold]{stage}[/bold]: sent {info['sent']} records with {len(info['new_labels'])} new labels "  # type: ignore[arg-type]
+                f"in {info['seconds']}s -> stored {summary.counts.train} train / {summary.counts.held_out} "
+                f"held-out samples over {summary.counts.labels} labels, "
+                f"{sum(summary.dead_letters.values())} dead letters"
+            )
+
+        summary = run_demo(
+            settings, data=data, stages=2 if quick else stages, include_bad_records=data is None, report=report
+        )
+        if not as_json:
+            _print_summary(summary)
+            _console.print(f"database: {settings.database_url}  (inspect with: lifelong status -c <config>)")
+
+
+# ---------------------------------------------------------------------- broker / produce
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 9092,
+    topics: Annotated[list[str] | None, typer.Option("--topic", help="Topic to create (repeatable).")] = None,
+    partitions: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Run the embedded Kafka-compatible broker in the foreground (in-memory, for local development)."""
+    configure_logging("INFO")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with _errors_as_one_line():
+        with EmbeddedBroker(port=port or None) as running:
+            create_topics(running.bootstrap_servers, topics or ["lifelong.samples"], partitions=partitions)
+            typer.echo(f"broker listening on {running.bootstrap_servers} (Ctrl-C to stop; data is in memory)")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                if not running.running:
+                    raise BrokerError("broker process exited")
+
+
+@app.command()
+def produce(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Option("--file", "-f", help="A .jsonl or .csv file.")],
+    topic: Annotated[str | None, typer.Option(help="Target topic (default: the first of kafka.topics).")] = None,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="host:port[,host:port] (default: kafka.bootstrap_servers).")
+    ] = None,
+) -> None:
+    """Send every record of a JSONL or CSV file to a topic."""
+    with _errors_as_one_line():
+        settings = _settings(ctx)
+        servers = bootstrap_servers.split(",") if bootstrap_servers else settings.kafka.bootstrap_servers
+        if not servers:
+            raise ConfigError("no broker to produce to: pass --bootstrap-servers or set kafka.bootstrap_servers")
+        target = topic or settings.kafka.topics[0]
+        sent = produce_values(
+            read_values(file),
+            bootstrap_servers=servers,
+            topic=target,
+            client_options=settings.kafka.client_security_options(),
+        )
+        typer.echo(f"produced {sent} records to {target}")
+
+
+# ---------------------------------------------------------------------- status
+
+
+def _summary_dict(summary: IngestSummary) -> dict[str, Any]:
+    return {
+        "samples": {
+            "train": summary.counts.train,
+            "held_out": summary.counts.held_out,
+            "total": summary.counts.train + summary.counts.held_out,
+        },
+        "labels": {label.name: {"samples": label.samples, "held_out": label.held_out} for label in summary.labels},
+        "dead_letters": dict(summary.dead_letters),
+        "partitions": [
+            {**asdict(p), "updated_at": p.updated_at.isoformat(), "lag": p.lag} for p in summary.partitions
+        ],
+    }
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    counts = summary.counts
+    _console.print(
+        f"samples: {counts.train + counts.held_out} ({counts.train} train, {counts.held_out} held-out); "
+        f"labels: {counts.labels}; dead letters: {sum(summary.dead_letters.values())}"
+    )
+    if summary.dead_letters:
+        table = Table("reason", "count", title="dead letters")
+        for reason, n in summary.dead_letters.items():
+            table.add_row(reason, str(n))
+        _console.print(table)
+    if summary.partitions:
+        table = Table("topic", "partition", "next offset", "high-watermark", "lag", title="partitions")
+        for p in summary.partitions:
+            table.add_row(p.topic, str(p.partition), str(p.next_offset), str(p.high_watermark), str(p.lag))
+        _console.print(table)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """What is stored: samples by split, labels, dead letters by reason, partition offsets and lag."""
+    with _errors_as_one_line():
+        settings = _settings(ctx)
+        engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+        try:
+            ensure_schema_current(engine)
+            with Session(engine) as session:
+                summary = ingest_summary(session)
+        finally:
+            engine.dispose()
+        if as_json:
+            typer.echo(json.dumps(_summary_dict(summary), indent=2))
+        else:
+            _print_summary(summary)
+
+
+# ---------------------------------------------------------------------- db / config
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply all pending migrations."""
+    with _errors_as_one_line():
+        settings = _settings(ctx)
+        engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+        try:
+            before = current_revision(engine)
+            upgrade(engine)
+            typer.echo(f"database at revision {head_revision()} (was {before or 'empty'})")
+        finally:
+            engine.dispose()
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the database's schema revision and the one this code needs."""
+    with _errors_as_one_line():
+        settings = _settings(ctx)
+        engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+        try:
+            typer.echo(f"database: {current_revision(engine) or 'empty'}; code: {head_revision()}")
+        finally:
+            engine.dispose()
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Print the effective configuration, secrets masked."""
+    with _errors_as_one_line():
+        dumped = masked_dump(_settings(ctx))
+        typer.echo(json.dumps(dumped, indent=2) if as_json else yaml.safe_dump(dumped, sort_keys=False).rstrip())
