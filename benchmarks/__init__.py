@@ -1,0 +1,1 @@
+"""Reproducible performance benchmarks for lifelong (run as scripts, not collected as tests)."""
