@@ -14,15 +14,17 @@ import contextvars
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from sqlalchemy.engine import make_url
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 __all__ = [
@@ -54,8 +56,8 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     """Where records come from. ``bootstrap_servers`` unset means: start the embedded broker."""
 
-    bootstrap_servers: list[str] | None = None
-    topics: list[str] = Field(default_factory=lambda: ["lifelong.samples"], min_length=1)
+    bootstrap_servers: Annotated[list[str] | None, NoDecode] = None
+    topics: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["lifelong.samples"], min_length=1)
     topic_prefix: str = Field(default="lifelong", pattern=r"^[A-Za-z0-9._-]+$")
     group_id: str = "lifelong"
     client_id: str = "lifelong"
@@ -84,7 +86,9 @@ class KafkaSettings(_Section):
     @field_validator("bootstrap_servers", "topics", mode="before")
     @classmethod
     def _split_comma_list(cls, value: Any) -> Any:
-        # Environment variables carry lists as "a:9092,b:9092"; accept that too.
+        # Environment variables carry lists as "a:9092,b:9092" (or as a JSON list).
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
         if isinstance(value, str):
             items = [item.strip() for item in value.split(",") if item.strip()]
             return items or None
@@ -292,6 +296,9 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
+    except (SettingsError, ValueError) as exc:
+        # pydantic-settings could not decode an environment variable (e.g. bad JSON).
+        raise ConfigError(f"invalid configuration: {exc}") from exc
     finally:
         _yaml_data.reset(token)
 

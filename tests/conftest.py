@@ -107,8 +107,9 @@ def settings_for(
     kafka.update(overrides.pop("kafka", {}))
     ingest = {"retry_backoff_initial_s": 0.05, "retry_backoff_max_s": 0.5}
     ingest.update(overrides.pop("ingest", {}))
+    database = {"url": database_url, **overrides.pop("database", {})}
     return load_settings(
-        data_dir=tmp_path, kafka=kafka, ingest=ingest, database={"url": database_url}, api={"port": 0}, **overrides
+        data_dir=tmp_path, kafka=kafka, ingest=ingest, database=database, api={"port": 0}, **overrides
     )
 
 
