@@ -1,0 +1,101 @@
+"""The ``lifelong`` command as a user runs it: a real process, real files, the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from daemon.broker import EmbeddedBroker
+from tests.conftest import running_ingestor, settings_for
+
+
+def lifelong(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args], env={**base, **(env or {})}, cwd=cwd, capture_output=True,
+        text=True, timeout=timeout,
+    )
+
+
+class TestConfigShow:
+    def test_config_show_masks_secrets(self, tmp_path: Path) -> None:
+        file = tmp_path / "c.yaml"
+        file.write_text("api:\n  token: very-secret-token\ndatabase:\n  url: postgresql+psycopg://u:pw123@h/db\n")
+        result = lifelong("--config", str(file), "config", "show", "--json")
+        assert result.returncode == 0, result.stderr
+        shown = json.loads(result.stdout)
+        assert shown["api"]["token"] == "**********"
+        assert shown["database"]["url"] == "postgresql+psycopg://u:***@h/db"
+        assert "very-secret-token" not in result.stdout and "pw123" not in result.stdout
+
+    def test_unknown_key_fails_in_one_line_naming_it(self, tmp_path: Path) -> None:
+        file = tmp_path / "c.yaml"
+        file.write_text("ingest:\n  max_text_charz: 5\n")
+        result = lifelong("--config", str(file), "config", "show")
+        assert result.returncode == 2
+        assert "ingest.max_text_charz: Extra inputs are not permitted" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestRunRefusesOldSchema:
+    def test_run_against_unmigrated_database_says_what_to_run(self, tmp_path: Path) -> None:
+        env = {"LIFELONG_DATA_DIR": str(tmp_path), "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+        result = lifelong("run", env=env, timeout=60)
+        assert result.returncode == 1
+        assert "has no lifelong schema; run `lifelong db upgrade` first" in result.stderr
+
+    def test_db_upgrade_then_status_reports_an_empty_store(self, tmp_path: Path) -> None:
+        env = {"LIFELONG_DATA_DIR": str(tmp_path)}
+        upgraded = lifelong("db", "upgrade", env=env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "database at revision 0001 (was empty)" in upgraded.stdout
+        status = lifelong("status", "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout) == {
+            "samples": {"train": 0, "held_out": 0, "total": 0}, "labels": {}, "dead_letters": {}, "partitions": []
+        }
+
+
+class TestProduce:
+    def test_produce_csv_then_ingest_stores_every_row(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        csv_file = tmp_path / "data.csv"
+        csv_file.write_text('id,text,label\n1,"hello, world",greet\n2,bye now,farewell\n3,,greet\n')
+        result = lifelong("produce", "--file", str(csv_file), "--topic", topic,
+                          "--bootstrap-servers", broker.bootstrap_servers)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"produced 3 records to {topic}"
+        with running_ingestor(settings_for(broker, topic, sqlite_url, tmp_path)) as running:
+            running.wait_stored(3)
+        assert running.value("lifelong_ingest_records_stored_total") == 2
+        assert running.value("lifelong_ingest_dead_letters_total", {"reason": "missing_text"}) == 1
+
+    def test_produce_missing_file_is_one_line_error(self, broker: EmbeddedBroker, tmp_path: Path) -> None:
+        result = lifelong("produce", "--file", str(tmp_path / "none.jsonl"), "--bootstrap-servers",
+                          broker.bootstrap_servers)
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith("error: cannot read")
+
+
+class TestDemo:
+    def test_demo_quick_streams_the_bundled_sample_in_stages(self, tmp_path: Path) -> None:
+        result = lifelong("demo", "--quick", "--json", "--workdir", str(tmp_path / "demo"), timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        stages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert [s["stage"] for s in stages] == ["stage 1", "stage 2"]
+        assert [len(s["new_labels"]) for s in stages] == [10, 10]
+        final = stages[-1]["status"]
+        assert final["samples"]["total"] == 1200
+        assert len(final["labels"]) == 20
+        assert sum(final["dead_letters"].values()) == 8
+        assert all(p["lag"] == 0 for p in final["partitions"])
+        # Stage 1 only holds stage-1 labels.
+        assert set(stages[0]["status"]["labels"]) == set(stages[0]["new_labels"])
+
+        status = lifelong("status", "--json", env={"LIFELONG_DATA_DIR": str(tmp_path / "demo")})
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["samples"]["total"] == 1200

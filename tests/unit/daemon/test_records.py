@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from daemon.records import Limits, Reason, Rejection, ValidRecord, validate
+from storage.split import content_hash
+
+LIMITS = Limits(max_text_chars=20, max_label_chars=10, max_id_chars=8, max_record_bytes=200)
+
+
+class TestValidate:
+    def test_validate_accepts_a_full_record(self) -> None:
+        value = json.dumps({"text": " hello there ", "label": "greet", "id": "a1", "ts": "2026-01-02T03:04:05Z",
+                            "meta": {"src": "web"}, "extra": 1}).encode()
+        got = validate(value, LIMITS)
+        assert isinstance(got, ValidRecord)
+        assert (got.text, got.label, got.external_id, got.meta) == ("hello there", "greet", "a1", {"src": "web"})
+        assert got.event_ts is not None and got.event_ts.isoformat() == "2026-01-02T03:04:05+00:00"
+        assert got.content_hash == content_hash("hello there", "greet")
+
+    def test_validate_naive_timestamp_is_taken_as_utc(self) -> None:
+        got = validate(b'{"text": "t", "label": "l", "ts": "2026-01-02T03:04:05"}', LIMITS)
+        assert isinstance(got, ValidRecord) and got.event_ts is not None
+        assert got.event_ts.utcoffset() is not None and got.event_ts.utcoffset().total_seconds() == 0
+
+    @pytest.mark.parametrize(
+        ("value", "reason", "detail"),
+        [
+            (None, Reason.NULL_VALUE, "record has no value (tombstone)"),
+            (b"x" * 201, Reason.TOO_LARGE, "value is 201 bytes, limit is 200"),
+            (b'{"text": "\xff"}', Reason.INVALID_UTF8, "value is not UTF-8: invalid start byte at byte 10"),
+            (b"{not json", Reason.NOT_JSON, "value is not JSON: Expecting property name enclosed in double quotes"),
+            (b"[]", Reason.NOT_OBJECT, "value must be a JSON object, got list"),
+            (b"null", Reason.NOT_OBJECT, "value must be a JSON object, got null"),
+            (b'{"label": "l"}', Reason.MISSING_TEXT, "field 'text' is missing"),
+            (b'{"text": "t"}', Reason.MISSING_LABEL, "field 'label' is missing"),
+            (b'{"text": " ", "label": "l"}', Reason.EMPTY_TEXT, "field 'text' is empty"),
+            (b'{"text": "t", "label": ""}', Reason.EMPTY_LABEL, "field 'label' is empty"),
+            (b'{"text": null, "label": "l"}', Reason.WRONG_TYPE, "field 'text' must be a string, got null"),
+            (b'{"text": "t", "label": 3}', Reason.WRONG_TYPE, "field 'label' must be a string, got int"),
+            (b'{"text": "t", "label": "l", "id": [1]}', Reason.WRONG_TYPE, "field 'id' must be a string, got list"),
+            (b'{"text": "t", "label": "l", "id": true}', Reason.WRONG_TYPE, "field 'id' must be a string, got bool"),
+            (b'{"text": "t", "label": "l", "meta": "x"}', Reason.WRONG_TYPE, "field 'meta' must be an object, got str"),
+            (b'{"text": "t", "label": "l", "ts": 5}', Reason.WRONG_TYPE,
+             "field 'ts' must be an ISO-8601 string, got int"),
+            (b'{"text": "aaaaaaaaaaaaaaaaaaaaa", "label": "l"}', Reason.TEXT_TOO_LONG,
+             "field 'text' has 21 characters, limit is 20"),
+            (b'{"text": "t", "label": "lllllllllll"}', Reason.LABEL_TOO_LONG,
+             "field 'label' has 11 characters, limit is 10"),
+            (b'{"text": "t", "label": "l", "id": "123456789"}', Reason.ID_TOO_LONG,
+             "field 'id' has 9 characters, limit is 8"),
+            (b'{"text": "a\\u0000b", "label": "l"}', Reason.NULL_BYTES, "field 'text' contains a NUL character"),
+            (b'{"text": "t", "label": "l", "meta": {"k": "\\u0000"}}', Reason.NULL_BYTES,
+             "field 'meta' contains a NUL character"),
+            (b'{"text": "t", "label": "l", "ts": "soon"}', Reason.INVALID_TS, "field 'ts' is not ISO-8601: 'soon'"),
+        ],
+    )
+    def test_validate_rejects_with_reason_and_detail(self, value: bytes | None, reason: Reason, detail: str) -> None:
+        got = validate(value, LIMITS)
+        assert isinstance(got, Rejection)
+        assert got.reason is reason
+        assert got.detail.startswith(detail)
+
+    def test_validate_deeply_nested_json_is_not_json_not_a_crash(self) -> None:
+        value = b"[" * 100_000 + b"]" * 100_000
+        got = validate(value, Limits(max_record_bytes=1_000_000))
+        assert isinstance(got, Rejection) and got.reason is Reason.NOT_JSON
+
+    def test_validate_integer_id_is_kept_as_string(self) -> None:
+        got = validate(b'{"text": "t", "label": "l", "id": 42}', LIMITS)
+        assert isinstance(got, ValidRecord) and got.external_id == "42"
