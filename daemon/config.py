@@ -73,6 +73,11 @@ class KafkaSettings(_Section):
     max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     fetch_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     request_timeout_ms: int = Field(default=30_000, ge=1000)
+    #: How long one connection attempt at start may block; the ingest loop retries with
+    #: backoff, and a short attempt keeps shutdown prompt while the broker is down.
+    bootstrap_timeout_ms: int = Field(default=5_000, ge=100)
+    #: Upper bound of kafka-python's reconnect backoff after the broker went away.
+    reconnect_backoff_max_ms: int = Field(default=10_000, ge=50)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = None
     sasl_plain_username: str | None = None

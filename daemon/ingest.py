@@ -59,6 +59,24 @@ _PARTITION_REFRESH_INTERVAL_S = 30.0
 ConsumerFactory = Callable[..., KafkaConsumer]
 
 
+def _make_consumer(**options: Any) -> KafkaConsumer:
+    """``KafkaConsumer(**options)`` that cleans up after itself when it cannot connect.
+
+    kafka-python 3.0.12 starts its IO thread before bootstrapping and does not stop
+    it when bootstrapping fails, so every failed start would leak a thread and its
+    sockets; a long outage at start would grow them without limit.
+    """
+    consumer = KafkaConsumer.__new__(KafkaConsumer)
+    try:
+        consumer.__init__(**options)  # type: ignore[misc]
+    except BaseException:
+        client = getattr(consumer, "_client", None)
+        if client is not None:
+            client.close()
+        raise
+    return consumer
+
+
 @dataclass
 class IngestHealth:
     """What readiness reports about ingestion."""
@@ -107,7 +125,7 @@ class Ingestor:
         ingest: IngestSettings,
         engine: Engine,
         metrics: Metrics,
-        consumer_factory: ConsumerFactory = KafkaConsumer,
+        consumer_factory: ConsumerFactory = _make_consumer,
     ) -> None:
         self.kafka = kafka
         self.settings = ingest
@@ -175,6 +193,8 @@ class Ingestor:
             max_partition_fetch_bytes=self.kafka.max_partition_fetch_bytes,
             fetch_max_bytes=self.kafka.fetch_max_bytes,
             request_timeout_ms=self.kafka.request_timeout_ms,
+            bootstrap_timeout_ms=self.kafka.bootstrap_timeout_ms,
+            reconnect_backoff_max_ms=self.kafka.reconnect_backoff_max_ms,
             value_deserializer=None,
             key_deserializer=None,
             **self.kafka.client_security_options(),

@@ -1,0 +1,212 @@
+"""The broker unreachable at start or going away mid-run: not-ready, retrying, nothing lost.
+
+The embedded broker keeps its log in memory, so an outage is simulated with a
+:class:`TcpProxy` between lifelong and the broker: the broker advertises the proxy's
+port, so every connection lifelong makes (bootstrap and the metadata-advertised
+address alike) goes through the proxy, and cutting the proxy cuts lifelong off while
+the broker keeps running with its data. The test's own producer reaches the broker
+during a cut through a second, never-cut proxy (HTTP CONNECT, kafka-python's
+``proxy_url``), since the address the broker advertises is the cut one.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from daemon.broker import EmbeddedBroker, create_topics, free_port
+from daemon.runtime import Daemon
+from storage.models import Sample
+from tests.conftest import RunningIngestor, produce, record, running_ingestor, settings_for, wait_for
+from tests.integration._proxy import TcpProxy
+
+#: How long the ingestor's 2 s TCP probe may take to notice a cut or a restore.
+HEALTH_TIMEOUT_S = 10.0
+#: How long kafka-python may take to reconnect after a restore (its reconnect backoff
+#: doubles per failed attempt while the proxy is cut; our cuts last a few seconds).
+RECOVERY_TIMEOUT_S = 45.0
+
+
+@dataclass
+class Outage:
+    """A broker reachable only through ``proxy``, plus an uncuttable side door for the test's producer."""
+
+    broker: EmbeddedBroker
+    proxy: TcpProxy
+    side_door: TcpProxy
+    topic: str
+
+    def produce_during_cut(self, texts: list[str]) -> int:
+        """Produce one record per text straight to the broker, whether or not ``proxy`` is cut."""
+        producer = KafkaProducer(
+            bootstrap_servers=f"{self.broker.host}:{self.broker.port}", proxy_url=self.side_door.url, linger_ms=5
+        )
+        try:
+            futures = [producer.send(self.topic, value=record(text, _label(text))) for text in texts]
+            producer.flush()
+            for future in futures:
+                future.get(timeout=30)
+        finally:
+            producer.close()
+        return len(futures)
+
+
+def _label(text: str) -> str:
+    return f"label{len(text) % 3}"
+
+
+def _texts(prefix: str, n: int) -> list[str]:
+    return [f"{prefix} utterance {i}" for i in range(n)]
+
+
+@pytest.fixture
+def outage(tmp_path: Path) -> Iterator[Outage]:
+    real_port = free_port()
+    with TcpProxy(("127.0.0.1", real_port)) as proxy, TcpProxy(("127.0.0.1", real_port), http_connect=True) as door:
+        with EmbeddedBroker(port=real_port, advertised_port=proxy.port, log_path=tmp_path / "tansu.log") as broker:
+            assert broker.bootstrap_servers == proxy.address
+            topic = "test.outage"
+            create_topics(broker.bootstrap_servers, [topic])
+            yield Outage(broker=broker, proxy=proxy, side_door=door, topic=topic)
+
+
+def _stored_texts(running: RunningIngestor) -> list[str]:
+    with Session(running.engine) as session:
+        return sorted(session.execute(select(Sample.text)).scalars().all())
+
+
+def _sample_rows(running: RunningIngestor) -> int:
+    with Session(running.engine) as session:
+        return int(session.execute(select(func.count()).select_from(Sample)).scalar_one())
+
+
+def _connected(running: RunningIngestor) -> bool:
+    return running.ingestor.health.broker_connected and running.value("lifelong_ingest_broker_connected") == 1
+
+
+def _disconnected(running: RunningIngestor) -> bool:
+    return not running.ingestor.health.broker_connected and running.value("lifelong_ingest_broker_connected") == 0
+
+
+class TestBrokerGoneMidRun:
+    def test_run_reports_disconnected_then_stores_everything_once_after_restore(
+        self, outage: Outage, sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="daemon.ingest")
+        before, during = _texts("before", 50), _texts("during", 30)
+        produce(outage.broker.bootstrap_servers, outage.topic, [record(t, _label(t)) for t in before])
+        settings = settings_for(outage.broker, outage.topic, sqlite_url, tmp_path)
+
+        with running_ingestor(settings) as running:
+            running.wait_stored(len(before))
+            assert _connected(running)
+
+            outage.proxy.cut()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((outage.proxy.host, outage.proxy.port), timeout=1).close()
+            wait_for(lambda: _disconnected(running), timeout_s=HEALTH_TIMEOUT_S, what="broker reported unreachable")
+            assert outage.produce_during_cut(during) == len(during)
+            assert running.thread.is_alive()
+            assert _sample_rows(running) == len(before)  # cut off: nothing new can arrive
+
+            outage.proxy.restore()
+            running.wait_stored(len(before) + len(during), timeout_s=RECOVERY_TIMEOUT_S)
+            wait_for(lambda: _connected(running), timeout_s=HEALTH_TIMEOUT_S, what="broker reported reachable")
+
+            assert _stored_texts(running) == sorted(before + during)
+            assert _sample_rows(running) == len(before) + len(during)
+            assert running.value("lifelong_ingest_records_consumed_total") == len(before) + len(during)
+            assert running.value("lifelong_ingest_records_stored_total") == len(before) + len(during)
+            assert running.value("lifelong_ingest_records_duplicate_total", {"kind": "position"}) == 0
+            assert running.value("lifelong_ingest_records_duplicate_total", {"kind": "content"}) == 0
+
+        messages = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest"]
+        assert any(m.startswith(f"broker unreachable: {outage.proxy.address}") for m in messages), messages
+        assert "broker reachable again" in messages
+
+
+class TestBrokerUnreachableAtStart:
+    def test_run_keeps_retrying_until_the_broker_is_reachable(
+        self, outage: Outage, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        texts = _texts("early", 20)
+        produce(outage.broker.bootstrap_servers, outage.topic, [record(t, _label(t)) for t in texts])
+        outage.proxy.cut()
+        settings = settings_for(outage.broker, outage.topic, sqlite_url, tmp_path)
+
+        with running_ingestor(settings) as running:
+            # Give it a few rounds of failing: it must neither die nor claim to be connected.
+            for _ in range(3):
+                running.stop.wait(1.0)
+                assert running.thread.is_alive()
+                assert _disconnected(running)
+                assert _sample_rows(running) == 0
+
+            outage.proxy.restore()
+            running.wait_stored(len(texts), timeout_s=RECOVERY_TIMEOUT_S)
+            wait_for(lambda: _connected(running), timeout_s=HEALTH_TIMEOUT_S, what="broker reported reachable")
+            assert _stored_texts(running) == sorted(texts)
+            assert running.value("lifelong_ingest_records_duplicate_total", {"kind": "position"}) == 0
+
+    def test_failed_connection_attempts_leak_no_io_threads(
+        self, outage: Outage, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        outage.proxy.cut()
+        settings = settings_for(outage.broker, outage.topic, sqlite_url, tmp_path,
+                                kafka={"bootstrap_timeout_ms": 200})
+        before = _kafka_io_threads()
+        with running_ingestor(settings) as running:
+            wait_for(lambda: running.ingestor.health.last_error is not None, what="a failed attempt")
+            running.stop.wait(3.0)  # several more attempts fail meanwhile
+            # kafka-python leaves its IO thread running when a consumer cannot bootstrap;
+            # the ingestor must close it, or a long outage grows threads without bound.
+            assert _kafka_io_threads() - before <= 1
+
+
+def _kafka_io_threads() -> int:
+    import threading
+
+    return sum(1 for t in threading.enumerate() if t.name.startswith("kafka-io"))
+
+
+class TestReadinessOverHttp:
+    def test_readyz_follows_the_broker_while_healthz_stays_up(
+        self, outage: Outage, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        daemon = Daemon(settings_for(outage.broker, outage.topic, sqlite_url, tmp_path))
+        try:
+            daemon.start()
+            assert daemon.api_url is not None
+            with httpx.Client(base_url=daemon.api_url, timeout=5) as http:
+
+                def ready_is(status: int, broker: bool) -> bool:
+                    response = http.get("/readyz")
+                    return response.status_code == status and response.json()["checks"]["broker"] is broker
+
+                wait_for(lambda: ready_is(200, True), timeout_s=HEALTH_TIMEOUT_S, what="/readyz 200")
+                assert http.get("/healthz").status_code == 200
+
+                outage.proxy.cut()
+                wait_for(lambda: ready_is(503, False), timeout_s=HEALTH_TIMEOUT_S, what="/readyz 503")
+                cut = http.get("/readyz").json()
+                assert cut["status"] == "not_ready"
+                assert cut["checks"] == {"broker": False, "database": True, "schema": True}
+                assert http.get("/healthz").status_code == 200
+                assert "lifelong_ingest_broker_connected 0.0" in http.get("/metrics").text.splitlines()
+
+                outage.proxy.restore()
+                wait_for(lambda: ready_is(200, True), timeout_s=HEALTH_TIMEOUT_S, what="/readyz 200 again")
+                assert http.get("/readyz").json()["status"] == "ready"
+                assert http.get("/healthz").status_code == 200
+                assert "lifelong_ingest_broker_connected 1.0" in http.get("/metrics").text.splitlines()
+        finally:
+            daemon.stop()
