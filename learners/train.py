@@ -1,0 +1,245 @@
+"""One training run: from a parent version (or the base model) to a candidate directory.
+
+:func:`train_candidate` is what the worker process runs. It takes plain data (a
+:class:`TrainingSpec`), grows the head for labels the parent has not seen, trains one
+Avalanche experience on the new examples with the replay memory the caller supplies,
+then writes the candidate — weights, tokenizer, labels, learner state and replay
+buffer membership — into ``spec.output_dir``. It never touches Kafka or a database.
+
+A candidate directory holds, besides the classifier files of :mod:`learners.model`:
+
+- ``learner_state.safetensors``: the strategy's tensors (EWC/SI importances, anchors);
+- ``learner_state.json``: generation, strategy config, replay-buffer state, training
+  figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from learners.buffer import BufferConfig, ReplayBuffer
+from learners.data import Example, make_dataset
+from learners.errors import ModelLoadError
+from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
+from learners.strategies import LearnerState, Progress, StrategyConfig, build_strategy, export_state
+
+__all__ = [
+    "STATE_JSON",
+    "STATE_TENSORS",
+    "ParentState",
+    "TrainingResult",
+    "TrainingSpec",
+    "load_parent_state",
+    "train_candidate",
+]
+
+logger = logging.getLogger(__name__)
+
+STATE_TENSORS = "learner_state.safetensors"
+STATE_JSON = "learner_state.json"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything one run needs, as plain picklable data.
+
+    ``replay`` holds the examples of the parent's buffer members (the caller looks their
+    texts up by the ids in the parent's buffer state); ``train`` the new examples.
+    """
+
+    output_dir: Path
+    train: Sequence[Example]
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    buffer: BufferConfig = field(default_factory=lambda: BufferConfig(size=450))
+    replay: Sequence[Example] = ()
+    parent_dir: Path | None = None
+    base_model: Path | None = None
+    #: Labels with fewer training examples than this are trained on but flagged.
+    min_samples_per_label: int = 5
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a run produced; JSON-friendly so it can cross a process boundary."""
+
+    status: Literal["trained", "skipped"]
+    output_dir: str | None
+    labels: list[str]
+    new_labels: list[str]
+    flagged_labels: dict[str, int]
+    buffer_state: dict[str, Any]
+    buffer_members: list[int]
+    generation: int
+    examples_trained: int
+    examples_per_second: float
+    duration_seconds: float
+    final_loss: float | None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ParentState:
+    """The learner state a version hands to its children."""
+
+    state: LearnerState
+    generation: int
+    buffer_state: dict[str, Any] | None
+
+
+def load_parent_state(directory: Path) -> ParentState:
+    """Read ``learner_state.*`` from a version directory (empty state if it has none).
+
+    Raises
+    ------
+    ModelLoadError
+        The files exist but cannot be read.
+    """
+    json_path, tensor_path = directory / STATE_JSON, directory / STATE_TENSORS
+    if not json_path.is_file():
+        return ParentState(LearnerState(), 0, None)
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(tensor_path)) if tensor_path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read learner state in {directory}: {exc}") from exc
+    return ParentState(LearnerState(tensors=tensors, meta=meta), int(meta.get("generation", 0)),
+                       meta.get("buffer"))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_start(spec: TrainingSpec) -> tuple[LoadedClassifier, ParentState]:
+    if spec.parent_dir is not None:
+        return load_classifier(spec.parent_dir), load_parent_state(spec.parent_dir)
+    loaded = load_base(spec.base_model, max_length=spec.strategy.max_length)
+    return loaded, ParentState(LearnerState(), 0, None)
+
+
+def train_candidate(
+    spec: TrainingSpec,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train a candidate from ``spec.parent_dir`` (or the base model) and save it.
+
+    Empty training data ends the run as ``skipped`` with nothing written.
+
+    Raises
+    ------
+    ModelLoadError
+        The parent or base model directory cannot be loaded.
+    """
+    started = time.perf_counter()
+    config = spec.strategy
+    loaded, parent = _load_start(spec)
+    parent_labels = list(loaded.model.labels)
+    counts = Counter(example.label for example in spec.train)
+    flagged = {label: n for label, n in sorted(counts.items()) if n < spec.min_samples_per_label}
+    if flagged:
+        logger.warning("labels with fewer than %d training examples (trained on, flagged): %s",
+                       spec.min_samples_per_label, flagged)
+    buffer = (ReplayBuffer.from_state(parent.buffer_state, config=spec.buffer)
+              if parent.buffer_state else ReplayBuffer(spec.buffer))
+    if not spec.train:
+        return TrainingResult(
+            status="skipped", output_dir=None, labels=parent_labels, new_labels=[], flagged_labels={},
+            buffer_state=buffer.to_state(), buffer_members=[m[0] for m in buffer.members],
+            generation=parent.generation, examples_trained=0, examples_per_second=0.0,
+            duration_seconds=time.perf_counter() - started, final_loss=None, reason="no new training examples",
+        )
+
+    _seed_everything(config.seed + parent.generation)
+    device = pick_device(spec.device)
+    model = loaded.model
+    parent_model = None
+    if "lwf" in config.components and parent_labels:
+        import copy
+
+        parent_model = copy.deepcopy(model)
+    # Sorted, so a label's head row does not depend on the order examples arrived in.
+    new_labels = model.grow(sorted({ex.label for ex in spec.train} | {ex.label for ex in spec.replay}))
+    model.to(device).train()
+    loaded.max_length = config.max_length
+    index = {label: i for i, label in enumerate(model.labels)}
+    train_data = make_dataset(spec.train, tokenizer=loaded.tokenizer, label_index=index, max_length=config.max_length)
+    memory = (make_dataset(spec.replay, tokenizer=loaded.tokenizer, label_index=index, max_length=config.max_length)
+              if spec.replay else None)
+
+    losses: list[float] = []
+    examples_seen = [0]
+
+    def _on_progress(report: Progress) -> None:
+        losses.append(report.loss)
+        examples_seen[0] = report.examples
+        if progress is not None:
+            progress(report)
+
+    with warnings.catch_warnings():
+        # Avalanche warns that no metric loggers are attached: lifelong evaluates on its own.
+        warnings.filterwarnings("ignore", message="No loggers specified")
+        strategy = build_strategy(
+            model=model, config=config, device=device, memory=memory, state=parent.state,
+            parent_model=parent_model, parent_label_count=len(parent_labels), generation=parent.generation,
+            progress=_on_progress, progress_every_s=1.0, cancelled=cancelled,
+        )
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+        experience = benchmark_from_datasets(train=[train_data]).train_stream[0]
+        train_started = time.perf_counter()
+        strategy.train(experience, eval_streams=[])
+        train_seconds = time.perf_counter() - train_started
+
+    state = export_state(strategy)
+    generation = parent.generation + 1
+    buffer.update(sample_ids=[ex.sample_id for ex in sorted(spec.train, key=lambda e: e.sample_id)],
+                  labels=[index[ex.label] for ex in sorted(spec.train, key=lambda e: e.sample_id)])
+    model.eval()
+    model.to("cpu")
+    out = spec.output_dir
+    save_classifier(loaded, out)
+    if state.tensors:
+        save_file({k: v.contiguous() for k, v in state.tensors.items()}, str(out / STATE_TENSORS))
+    buffer_state = buffer.to_state()
+    examples = examples_seen[0]
+    result = TrainingResult(
+        status="trained", output_dir=str(out), labels=list(model.labels), new_labels=new_labels,
+        flagged_labels=flagged, buffer_state=buffer_state, buffer_members=[m[0] for m in buffer.members],
+        generation=generation, examples_trained=examples,
+        examples_per_second=examples / train_seconds if train_seconds > 0 else 0.0,
+        duration_seconds=time.perf_counter() - started, final_loss=losses[-1] if losses else None,
+    )
+    meta = {
+        "generation": generation,
+        "strategy": config.model_dump(),
+        "buffer": buffer_state,
+        "parent_labels": parent_labels,
+        "new_labels": new_labels,
+        "examples_trained": examples,
+        "examples_per_second": result.examples_per_second,
+    }
+    (out / STATE_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    logger.info("trained generation %d on %d examples (%d new labels) at %.1f examples/s",
+                generation, len(spec.train), len(new_labels), result.examples_per_second)
+    return result

@@ -1,0 +1,190 @@
+"""Training in a separate process.
+
+kafka-python 3 keeps its network IO on a background thread; a long CPU-bound training
+step in the daemon's process would starve it (the GIL) until connections time out.
+So a run happens in a child process started with ``spawn`` (no inherited threads or
+sockets). The child reports progress over a queue and writes into a hidden partial
+directory next to the output; only after it has reported success does the parent
+rename that directory into place. A crash, a kill (the OOM killer included), a
+timeout or a cancellation therefore ends the run as :class:`TrainingFailed` with
+nothing half-written where a version is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import queue as queue_module
+import shutil
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from learners.errors import TrainingFailed
+from learners.strategies import Progress
+from learners.train import TrainingResult, TrainingSpec, train_candidate
+
+__all__ = ["PARTIAL_MARKER", "TrainingWorker", "remove_partial_outputs"]
+
+logger = logging.getLogger(__name__)
+
+#: Part of the name of a directory a run is still writing (or a dead run left behind).
+PARTIAL_MARKER = ".partial-"
+
+
+def remove_partial_outputs(directory: Path) -> list[Path]:
+    """Delete what interrupted runs left in ``directory``; returns what was removed."""
+    removed = []
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.name.startswith(".") and PARTIAL_MARKER in path.name:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _child_main(spec: TrainingSpec, events: Any, cancel: Any) -> None:
+    """Entry point of the training process."""
+    logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
+
+    def report(progress: Progress) -> None:
+        events.put(("progress", dataclasses.asdict(progress)))
+
+    try:
+        result = train_candidate(spec, progress=report, cancelled=cancel.is_set)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        events.put(("error", {"type": type(exc).__name__, "message": str(exc)[:2000],
+                              "traceback": traceback.format_exc()[-4000:]}))
+        events.close()
+        events.join_thread()
+        os._exit(1)
+    events.put(("result", result.to_dict()))
+    events.close()
+    events.join_thread()
+
+
+class TrainingWorker:
+    """Runs one :class:`TrainingSpec` in a child process.
+
+    >>> worker = TrainingWorker(spec, timeout_s=3600, on_progress=print)  # doctest: +SKIP
+    >>> result = worker.run()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        spec: TrainingSpec,
+        *,
+        timeout_s: float,
+        on_progress: Callable[[Progress], None] | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        self.spec = spec
+        self.timeout_s = timeout_s
+        self.on_progress = on_progress
+        self.poll_s = poll_s
+        self._context = multiprocessing.get_context("spawn")
+        self._cancel = self._context.Event()
+        self._process: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def cancel(self) -> None:
+        """Ask the run to stop after the current step; :meth:`run` then raises ``cancelled``."""
+        self._cancel.set()
+
+    def run(self) -> TrainingResult:
+        """Train and return the result, or raise :class:`TrainingFailed` with the reason.
+
+        Reasons: ``output_exists``, ``error`` (an exception in training, message kept),
+        ``killed`` (a signal, e.g. the OOM killer), ``crashed`` (a non-zero exit with no
+        report), ``timeout``, ``cancelled``.
+        """
+        final = Path(self.spec.output_dir)
+        if final.exists():
+            raise TrainingFailed("output_exists", f"{final} already exists")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.parent / f".{final.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:8]}"
+        child_spec = dataclasses.replace(self.spec, output_dir=partial)
+        events = self._context.Queue()
+        self._process = self._context.Process(
+            target=_child_main, args=(child_spec, events, self._cancel), name="lifelong-training", daemon=True
+        )
+        try:
+            result = self._supervise(events)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        finally:
+            events.close()
+        if result.status == "skipped":
+            shutil.rmtree(partial, ignore_errors=True)
+            return result
+        os.replace(partial, final)
+        return dataclasses.replace(result, output_dir=str(final))
+
+    def _supervise(self, events: Any) -> TrainingResult:
+        process = self._process
+        process.start()
+        deadline = time.monotonic() + self.timeout_s
+        outcome: tuple[str, Any] | None = None
+        while outcome is None:
+            try:
+                kind, payload = events.get(timeout=self.poll_s)
+            except queue_module.Empty:
+                if not process.is_alive():
+                    outcome = self._drain(events) or ("exit", process.exitcode)
+                elif time.monotonic() > deadline:
+                    self._stop(process)
+                    raise TrainingFailed("timeout", f"training exceeded {self.timeout_s:.0f}s")
+                continue
+            if kind == "progress":
+                if self.on_progress is not None:
+                    self.on_progress(Progress(**payload))
+            else:
+                outcome = (kind, payload)
+        process.join(timeout=30)
+        if process.is_alive():
+            self._stop(process)
+        kind, payload = outcome
+        if self._cancel.is_set():
+            # A cancelled run may still report a (shortened) result: it is not a candidate.
+            raise TrainingFailed("cancelled", "training was cancelled")
+        if kind == "result":
+            return TrainingResult(**payload)
+        if kind == "error":
+            raise TrainingFailed("error", f"{payload['type']}: {payload['message']}")
+        code = payload
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            raise TrainingFailed("killed", f"training process killed by {name} (out of memory?)")
+        raise TrainingFailed("crashed", f"training process exited with status {code} without a result")
+
+    @staticmethod
+    def _drain(events: Any) -> tuple[str, Any] | None:
+        last = None
+        while True:
+            try:
+                kind, payload = events.get(timeout=0.5)
+            except queue_module.Empty:
+                return last
+            if kind != "progress":
+                last = (kind, payload)
+
+    @staticmethod
+    def _stop(process: Any) -> None:
+        process.terminate()
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)

@@ -1,0 +1,111 @@
+"""Training in a child process: progress arrives, failures leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from learners.buffer import BufferConfig
+from learners.errors import TrainingFailed
+from learners.strategies import Progress, StrategyConfig
+from learners.train import TrainingSpec
+from learners.worker import PARTIAL_MARKER, TrainingWorker, remove_partial_outputs
+from tests.tiny_model import build_tiny_bert, synthetic_examples
+
+LABELS = ["c0", "c1", "c2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny"), LABELS)
+
+
+def _spec(tiny_bert: Path, out: Path, *, examples: int, epochs: int) -> TrainingSpec:
+    return TrainingSpec(
+        output_dir=out,
+        train=synthetic_examples(LABELS, examples, seed=1),
+        strategy=StrategyConfig(name="replay", learning_rate=3e-3, epochs=epochs, batch_size=8, max_length=24),
+        buffer=BufferConfig(size=20),
+        base_model=tiny_bert,
+    )
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if PARTIAL_MARKER in p.name]
+
+
+class TestWorkerSuccess:
+    def test_run_reports_progress_and_moves_the_candidate_into_place(self, tiny_bert: Path, tmp_path: Path) -> None:
+        reports: list[Progress] = []
+        result = TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=30, epochs=2), timeout_s=300,
+                                on_progress=reports.append).run()
+        assert result.status == "trained"
+        assert result.output_dir == str(tmp_path / "v1")
+        assert (tmp_path / "v1" / "model.safetensors").is_file()
+        assert (tmp_path / "v1" / "learner_state.json").is_file()
+        assert reports, "no progress arrived from the worker"
+        assert reports[-1].epoch == 2 and reports[-1].examples == 2 * 90
+        assert all(r.examples_per_second > 0 for r in reports)
+        assert _leftovers(tmp_path) == []
+
+    def test_existing_output_is_refused(self, tiny_bert: Path, tmp_path: Path) -> None:
+        (tmp_path / "v1").mkdir()
+        with pytest.raises(TrainingFailed, match="output_exists"):
+            TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=5, epochs=1), timeout_s=60).run()
+
+
+class TestWorkerFailure:
+    def test_killed_worker_fails_the_run_and_leaves_no_artifact(self, tiny_bert: Path, tmp_path: Path) -> None:
+        worker_box: list[TrainingWorker] = []
+        killed = threading.Event()
+
+        def kill_on_first_progress(_: Progress) -> None:
+            if not killed.is_set():
+                killed.set()
+                os.kill(worker_box[0].pid, signal.SIGKILL)
+
+        worker = TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=400, epochs=50), timeout_s=300,
+                                on_progress=kill_on_first_progress)
+        worker_box.append(worker)
+        with pytest.raises(TrainingFailed) as failure:
+            worker.run()
+        assert failure.value.reason == "killed"
+        assert "SIGKILL" in failure.value.detail
+        assert not (tmp_path / "v1").exists()
+        assert _leftovers(tmp_path) == []
+
+    def test_timeout_fails_the_run_and_leaves_no_artifact(self, tiny_bert: Path, tmp_path: Path) -> None:
+        worker = TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=400, epochs=50), timeout_s=3)
+        with pytest.raises(TrainingFailed, match="timeout: training exceeded 3s"):
+            worker.run()
+        assert not (tmp_path / "v1").exists()
+        assert _leftovers(tmp_path) == []
+
+    def test_exception_in_training_is_reported_with_its_message(self, tmp_path: Path) -> None:
+        spec = TrainingSpec(output_dir=tmp_path / "v1", train=synthetic_examples(LABELS, 5, seed=1),
+                            base_model=tmp_path / "no-such-model")
+        with pytest.raises(TrainingFailed) as failure:
+            TrainingWorker(spec, timeout_s=120).run()
+        assert failure.value.reason == "error"
+        assert f"ModelLoadError: model directory {tmp_path / 'no-such-model'} does not exist" in failure.value.detail
+        assert _leftovers(tmp_path) == []
+
+    def test_cancel_fails_the_run_as_cancelled(self, tiny_bert: Path, tmp_path: Path) -> None:
+        box: list[TrainingWorker] = []
+        worker = TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=400, epochs=50), timeout_s=300,
+                                on_progress=lambda _: box[0].cancel())
+        box.append(worker)
+        with pytest.raises(TrainingFailed, match="cancelled"):
+            worker.run()
+        assert not (tmp_path / "v1").exists()
+
+    def test_remove_partial_outputs_cleans_what_a_dead_parent_left(self, tmp_path: Path) -> None:
+        (tmp_path / f".v7{PARTIAL_MARKER}abc").mkdir()
+        (tmp_path / "v6").mkdir()
+        removed = remove_partial_outputs(tmp_path)
+        assert [p.name for p in removed] == [f".v7{PARTIAL_MARKER}abc"]
+        assert [p.name for p in tmp_path.iterdir()] == ["v6"]
