@@ -18,6 +18,9 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from sqlalchemy.engine import make_url
+
+from learners.buffer import BufferConfig
+from learners.config import StrategyConfig
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +32,8 @@ from pydantic_settings import (
 
 __all__ = [
     "ApiSettings",
+    "BufferSettings",
+    "TrainingSettings",
     "ConfigError",
     "DatabaseSettings",
     "IngestSettings",
@@ -174,6 +179,45 @@ class IngestSettings(_Section):
     retry_backoff_max_s: float = Field(default=30.0, gt=0)
 
 
+class BufferSettings(_Section):
+    """The replay buffer's budget and policy (see :mod:`learners.buffer`)."""
+
+    policy: Literal["reservoir", "class_balanced"] = "class_balanced"
+    #: A fixed budget in samples; leave unset to use ``fraction``.
+    size: int | None = Field(default=None, ge=0)
+    fraction: float | None = Field(default=0.03, gt=0, le=1)
+    min_size: int = Field(default=200, ge=0)
+    max_size: int | None = Field(default=10_000, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> BufferSettings:
+        if self.size is not None:
+            # A fixed size replaces the fractional default and its bounds.
+            object.__setattr__(self, "fraction", None)
+            object.__setattr__(self, "min_size", 0)
+            object.__setattr__(self, "max_size", None)
+        self.to_config()  # the learner's own checks, with their messages
+        return self
+
+    def to_config(self) -> BufferConfig:
+        return BufferConfig(policy=self.policy, size=self.size, fraction=self.fraction, min_size=self.min_size,
+                            max_size=self.max_size, seed=self.seed)
+
+
+class TrainingSettings(_Section):
+    """How candidates are trained."""
+
+    #: A Hugging Face encoder directory; unset means the bundled all-MiniLM-L6-v2.
+    base_model: Path | None = None
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+    min_samples_per_label: int = Field(default=5, ge=1)
+    timeout_s: float = Field(default=3600.0, gt=0)
+    #: "cpu", "cuda", "cuda:1"; unset picks CUDA when present.
+    device: str | None = None
+
+
 class ApiSettings(_Section):
     """The HTTP control plane (health, readiness and metrics for now)."""
 
@@ -213,6 +257,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

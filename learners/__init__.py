@@ -1,70 +1,69 @@
-"""The continual-learning engine: a growing text classifier trained with Avalanche, on plain data."""
+"""The continual-learning engine: a growing text classifier trained with Avalanche, on plain data.
 
-from learners.buffer import BufferConfig, BufferMember, ReplayBuffer
-from learners.data import Example, encode_texts, make_dataset, pack_batch
-from learners.errors import LearnerError, ModelLoadError, TrainingFailed
-# ``evaluate()`` itself stays in learners.evaluate: re-exporting it here would shadow the module.
-from learners.evaluate import (
-    EvaluationReport,
-    accuracy,
-    confusion_counts,
-    forgetting,
-    label_drops,
-    macro_f1,
-    negative_flip_rate,
-    per_label_f1,
-)
-from learners.inference import Predictions, predict
-from learners.model import (
-    LoadedClassifier,
-    TextClassifier,
-    default_base_model,
-    load_base,
-    load_classifier,
-    pick_device,
-    save_classifier,
-)
-from learners.strategies import STRATEGY_COMPONENTS, LearnerState, Progress, StrategyConfig
-from learners.train import ParentState, TrainingResult, TrainingSpec, load_parent_state, train_candidate
-from learners.worker import TrainingWorker, remove_partial_outputs
+Names are loaded on first use (PEP 562): importing ``learners.config`` or
+``learners.buffer`` to read settings must not pull in torch and Avalanche, which take
+seconds to import.
+"""
 
-__all__ = [
-    "STRATEGY_COMPONENTS",
-    "BufferConfig",
-    "BufferMember",
-    "EvaluationReport",
-    "Example",
-    "LearnerError",
-    "LearnerState",
-    "LoadedClassifier",
-    "ModelLoadError",
-    "ParentState",
-    "Predictions",
-    "Progress",
-    "ReplayBuffer",
-    "StrategyConfig",
-    "TextClassifier",
-    "TrainingFailed",
-    "TrainingResult",
-    "TrainingSpec",
-    "TrainingWorker",
-    "accuracy",
-    "confusion_counts",
-    "default_base_model",
-    "encode_texts",
-    "forgetting",
-    "label_drops",
-    "load_base",
-    "load_classifier",
-    "load_parent_state",
-    "macro_f1",
-    "make_dataset",
-    "negative_flip_rate",
-    "pack_batch",
-    "per_label_f1",
-    "pick_device",
-    "predict",
-    "remove_partial_outputs",
-    "save_classifier",
-    "train_candidate",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    "BufferConfig": "buffer",
+    "BufferMember": "buffer",
+    "ReplayBuffer": "buffer",
+    "STRATEGY_COMPONENTS": "config",
+    "StrategyConfig": "config",
+    "Example": "data",
+    "encode_texts": "data",
+    "make_dataset": "data",
+    "pack_batch": "data",
+    "LearnerError": "errors",
+    "ModelLoadError": "errors",
+    "TrainingFailed": "errors",
+    # evaluate() itself stays in learners.evaluate: exporting it here would shadow the module.
+    "EvaluationReport": "evaluate",
+    "accuracy": "evaluate",
+    "confusion_counts": "evaluate",
+    "forgetting": "evaluate",
+    "label_drops": "evaluate",
+    "macro_f1": "evaluate",
+    "negative_flip_rate": "evaluate",
+    "per_label_f1": "evaluate",
+    "Predictions": "inference",
+    "predict": "inference",
+    "LoadedClassifier": "model",
+    "TextClassifier": "model",
+    "default_base_model": "model",
+    "load_base": "model",
+    "load_classifier": "model",
+    "pick_device": "model",
+    "save_classifier": "model",
+    "LearnerState": "strategies",
+    "Progress": "strategies",
+    "ParentState": "train",
+    "TrainingResult": "train",
+    "TrainingSpec": "train",
+    "load_parent_state": "train",
+    "train_candidate": "train",
+    "TrainingWorker": "worker",
+    "remove_partial_outputs": "worker",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'learners' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"learners.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

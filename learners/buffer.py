@@ -196,7 +196,8 @@ class ReplayBuffer:
     Internally it keeps *candidates*: the members plus, for a ``fraction`` budget, the
     reserve. Per group (the whole buffer for ``reservoir``, each label for
     ``class_balanced``) the candidates are always exactly the seen samples whose
-    priority is below some threshold, which is what makes the members a uniform sample.
+    priority is below some threshold (as long as the config stays the same), which is
+    what makes the members a uniform sample.
     """
 
     def __init__(self, config: BufferConfig) -> None:
@@ -424,9 +425,10 @@ class ReplayBuffer:
         state
             The persisted state, e.g. after a JSON round trip.
         config
-            Replaces the persisted config (an operator changed the budget, policy or
-            seed); the members are chosen again from the persisted candidates at once.
-            Without it the buffer continues exactly as an uninterrupted run would.
+            The config to continue under, e.g. today's settings. If it differs from the
+            persisted one (an operator changed the budget, policy or seed), the members
+            are chosen again from the persisted candidates at once. Without it, or with
+            the same config, the buffer continues exactly as an uninterrupted run would.
 
         Raises
         ------
@@ -471,7 +473,7 @@ class ReplayBuffer:
         if chosen != members.keys():
             raise _bad_state("members are not the samples this config chooses from members and reserve")
         buffer._members = members
-        if config is None:
+        if config is None or config == buffer._config:
             return buffer
         replaced = cls(config)
         replaced._seen, replaced._high_water = buffer._seen, buffer._high_water

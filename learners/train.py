@@ -34,7 +34,8 @@ from learners.buffer import BufferConfig, ReplayBuffer
 from learners.data import Example, make_dataset
 from learners.errors import ModelLoadError
 from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
-from learners.strategies import LearnerState, Progress, StrategyConfig, build_strategy, export_state
+from learners.config import StrategyConfig
+from learners.strategies import LearnerState, Progress, build_strategy, export_state
 
 __all__ = [
     "STATE_JSON",

@@ -8,7 +8,7 @@ from learners.buffer import BufferConfig
 from learners.data import Example
 from learners.inference import predict
 from learners.model import default_base_model, load_classifier
-from learners.strategies import StrategyConfig
+from learners.config import StrategyConfig
 from learners.train import TrainingSpec, train_candidate
 
 UTTERANCES = {

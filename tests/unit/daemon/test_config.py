@@ -108,3 +108,34 @@ class TestMaskedDump:
         assert "kafka-secret" not in text and "db-secret" not in text and "api-secret" not in text
         assert dumped["api"]["token"] == "**********"
         assert dumped["database"]["url"] == "postgresql+psycopg://user:***@db/lifelong"
+
+
+class TestTrainingSettings:
+    def test_unknown_strategy_lists_the_choices(self) -> None:
+        with pytest.raises(ConfigError, match=r"training\.strategy\.name: Value error, unknown strategy 'magic'; "
+                                              r"choose one of: naive, replay, ewc, lwf, si, agem, replay\+lwf"):
+            load_settings(training={"strategy": {"name": "magic"}})
+
+    def test_unknown_hyper_parameter_names_the_key(self) -> None:
+        with pytest.raises(ConfigError, match=r"training\.strategy\.lamda: Extra inputs are not permitted"):
+            load_settings(training={"strategy": {"lamda": 1.0}})
+
+    def test_fixed_buffer_size_replaces_the_fraction(self) -> None:
+        buffer = load_settings(training={"buffer": {"size": 450}}).training.buffer.to_config()
+        assert (buffer.size, buffer.fraction, buffer.min_size, buffer.max_size) == (450, None, 0, None)
+
+    def test_bad_buffer_bounds_use_the_learners_message(self) -> None:
+        with pytest.raises(ConfigError, match=r"max_size \(10\) must be >= min_size \(20\)"):
+            load_settings(training={"buffer": {"min_size": 20, "max_size": 10}})
+
+
+def test_reading_configuration_does_not_import_torch() -> None:
+    """CLI commands like ``status`` and ``config show`` must start fast."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, daemon.cli; print('torch' in sys.modules, 'avalanche' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "False False"

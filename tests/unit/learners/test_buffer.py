@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 import json
 import random
 import re
@@ -349,7 +348,8 @@ class TestRestart:
         ids, labels = class_incremental_stream()
         cut = 437
         uninterrupted = ReplayBuffer(CONFIGS[name])
-        feed(uninterrupted, ids, labels, batch=50)
+        feed(uninterrupted, ids[:cut], labels[:cut], batch=50)
+        feed(uninterrupted, ids[cut:], labels[cut:], batch=50)
 
         restarted = ReplayBuffer(CONFIGS[name])
         feed(restarted, ids[:cut], labels[:cut], batch=50)
@@ -368,6 +368,19 @@ class TestRestart:
             restarted.update(ids[start : start + 23], labels[start : start + 23])
             restarted = reload(restarted)
             assert restarted.members == uninterrupted.members
+
+    @pytest.mark.parametrize("name", sorted(CONFIGS))
+    def test_from_state_with_the_same_config_continues_exactly(self, name: str) -> None:
+        ids, labels = class_incremental_stream(n_labels=5, per_label=100)
+        uninterrupted = ReplayBuffer(CONFIGS[name])
+        feed(uninterrupted, ids, labels, batch=60)
+        restarted = ReplayBuffer(CONFIGS[name])
+        feed(restarted, ids[:240], labels[:240], batch=60)
+        state = json.loads(json.dumps(restarted.to_state()))
+        same = BufferConfig(**CONFIGS[name].__dict__)
+        restarted = ReplayBuffer.from_state(state, config=same)
+        feed(restarted, ids[240:], labels[240:], batch=60)
+        assert restarted.to_state() == uninterrupted.to_state()
 
     def test_from_state_of_an_empty_buffer_is_empty(self) -> None:
         restored = reload(ReplayBuffer(BufferConfig(fraction=0.1, seed=9)))

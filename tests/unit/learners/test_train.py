@@ -13,7 +13,7 @@ from learners.buffer import BufferConfig
 from learners.data import Example
 from learners.inference import predict
 from learners.model import load_classifier
-from learners.strategies import STRATEGY_COMPONENTS, StrategyConfig
+from learners.config import STRATEGY_COMPONENTS, StrategyConfig
 from learners.train import STATE_TENSORS, TrainingSpec, load_parent_state, train_candidate
 from tests.tiny_model import synthetic_examples
 from tests.unit.learners.conftest import LABELS
