@@ -28,6 +28,7 @@ from daemon.broker import BrokerError, EmbeddedBroker, create_topics
 from daemon.config import ConfigError, Settings, load_settings, masked_dump
 from daemon.logs import configure_logging
 from daemon.produce import ProduceError, produce_values, read_values
+from learners.errors import LearnerError
 from storage.engine import current_revision, ensure_schema_current, head_revision, make_engine, upgrade
 from storage.errors import StorageError
 from storage.stats import IngestSummary, ingest_summary
@@ -50,7 +51,7 @@ app.add_typer(config_app, name="config")
 
 _console = Console()
 _USER_ERRORS = (ConfigError, ProduceError, ValueError)
-_RUN_ERRORS = (StorageError, BrokerError, TimeoutError, RuntimeError, OSError)
+_RUN_ERRORS = (StorageError, BrokerError, TimeoutError, RuntimeError, OSError, LearnerError)
 
 
 @contextmanager
@@ -194,6 +195,78 @@ def produce(
             client_options=settings.kafka.client_security_options(),
         )
         typer.echo(f"produced {sent} records to {target}")
+
+
+# ---------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="JSONL/CSV of labeled records; every valid one is a training example.")],
+    output: Annotated[Path, typer.Option(help="Directory to write the candidate into (must not exist).")],
+    parent: Annotated[Path | None, typer.Option(help="Continue from this candidate (default: the base model).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Override training.strategy.name.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override training.strategy.epochs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train a candidate offline from a file, in a worker process, with a progress bar.
+
+    Replay needs the texts of the parent's buffer members, which live in the daemon's
+    database; offline training from a parent therefore continues its learner state
+    (EWC, SI, LwF) but rehearses nothing.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from daemon.records import Limits, Rejection, validate
+    from learners.data import Example
+    from learners.train import TrainingSpec, load_parent_state
+    from learners.worker import TrainingWorker
+
+    with _errors_as_one_line():
+        settings = _settings(ctx)
+        training = settings.training
+        overrides = {k: v for k, v in {"name": strategy, "epochs": epochs}.items() if v is not None}
+        config = training.strategy.model_validate({**training.strategy.model_dump(), **overrides})
+        first_id = 1
+        if parent is not None:
+            buffer_state = load_parent_state(parent).buffer_state or {}
+            first_id = int(buffer_state.get("high_water") or 0) + 1
+        limits = Limits(max_text_chars=settings.ingest.max_text_chars, max_label_chars=settings.ingest.max_label_chars)
+        examples, rejected = [], 0
+        for value in read_values(data):
+            checked = validate(value, limits)
+            if isinstance(checked, Rejection):
+                rejected += 1
+                continue
+            examples.append(Example(first_id + len(examples), checked.text, checked.label))
+        spec = TrainingSpec(
+            output_dir=output, train=examples, strategy=config, buffer=training.buffer.to_config(),
+            parent_dir=parent, base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
+            device=training.device,
+        )
+        columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[rate]:.1f} ex/s loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
+        with Progress(*columns, console=_console, disable=as_json, transient=False) as bar:
+            task = bar.add_task("training", total=None, epoch="-", rate=0.0, loss=0.0)
+
+            def on_progress(report: Any) -> None:
+                total = report.epochs * report.steps_per_epoch
+                done = (report.epoch - 1) * report.steps_per_epoch + report.step
+                bar.update(task, total=total, completed=done, epoch=f"{report.epoch}/{report.epochs}",
+                           rate=report.examples_per_second, loss=report.loss)
+
+            result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress).run()
+        if as_json:
+            typer.echo(json.dumps({**result.to_dict(), "rejected_records": rejected}, indent=2))
+            return
+        _console.print(
+            f"{result.status}: {len(examples)} examples ({rejected} invalid records skipped), "
+            f"{len(result.labels)} labels ({len(result.new_labels)} new), "
+            f"{result.examples_per_second:.1f} examples/s -> {result.output_dir or '(nothing written)'}"
+        )
+        if result.flagged_labels:
+            _console.print(f"labels with few examples: {result.flagged_labels}")
 
 
 # ---------------------------------------------------------------------- status

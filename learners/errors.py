@@ -25,6 +25,6 @@ class TrainingFailed(LearnerError):
     """A run ended without a candidate; ``reason`` is a short machine-readable code."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+        super().__init__(f"training failed ({reason}): {detail}")
         self.reason = reason
         self.detail = detail

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,10 @@ class TextClassifier(nn.Module):
         self.pooling = pooling
         self.labels: list[str] = list(labels)
         hidden = int(backbone.config.hidden_size)
-        self.head = nn.Linear(hidden, len(self.labels))
+        with warnings.catch_warnings():
+            # A head with no rows yet (no labels seen) is legal; torch warns about it.
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            self.head = nn.Linear(hidden, len(self.labels))
         if self.labels:  # a head with no rows yet has nothing to initialise
             with torch.no_grad():
                 nn.init.normal_(self.head.weight, std=0.02)

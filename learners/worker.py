@@ -106,10 +106,15 @@ class TrainingWorker:
     def run(self) -> TrainingResult:
         """Train and return the result, or raise :class:`TrainingFailed` with the reason.
 
-        Reasons: ``output_exists``, ``error`` (an exception in training, message kept),
+        Reasons: ``output_exists``, ``error`` (also a missing parent or base model directory) (an exception in training, message kept),
         ``killed`` (a signal, e.g. the OOM killer), ``crashed`` (a non-zero exit with no
         report), ``timeout``, ``cancelled``.
         """
+        for source in (self.spec.parent_dir, self.spec.base_model):
+            # Fail before paying for a process start (seconds of imports) on a typo'd path.
+            if source is not None and not Path(source).is_dir():
+                raise TrainingFailed("error", f"ModelLoadError: model directory {source} does not exist "
+                                              "or is not a directory")
         final = Path(self.spec.output_dir)
         if final.exists():
             raise TrainingFailed("output_exists", f"{final} already exists")

@@ -99,3 +99,41 @@ class TestDemo:
         status = lifelong("status", "--json", env={"LIFELONG_DATA_DIR": str(tmp_path / "demo")})
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["samples"]["total"] == 1200
+
+
+class TestTrain:
+    def test_train_from_file_then_continue_from_the_candidate(self, tmp_path: Path) -> None:
+        from tests.tiny_model import build_tiny_bert, synthetic_examples
+
+        base = build_tiny_bert(tmp_path / "tiny", ["c0", "c1", "c2", "c3"])
+        env = {"LIFELONG_TRAINING__BASE_MODEL": str(base), "LIFELONG_TRAINING__STRATEGY__LEARNING_RATE": "0.003",
+               "LIFELONG_TRAINING__STRATEGY__MAX_LENGTH": "24"}
+        first = tmp_path / "first.jsonl"
+        first.write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n"
+                                 for e in synthetic_examples(["c0", "c1"], 20, seed=1)) + "not json\n")
+        result = lifelong("train", "--data", str(first), "--output", str(tmp_path / "v1"), "--strategy", "ewc",
+                          "--epochs", "2", "--json", env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        v1 = json.loads(result.stdout)
+        assert (v1["status"], v1["labels"], v1["generation"], v1["rejected_records"]) == ("trained", ["c0", "c1"], 1, 1)
+        assert v1["examples_trained"] == 2 * 40
+
+        second = tmp_path / "second.jsonl"
+        second.write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n"
+                                  for e in synthetic_examples(["c2", "c3"], 10, seed=2)))
+        result = lifelong("train", "--data", str(second), "--output", str(tmp_path / "v2"), "--parent",
+                          str(tmp_path / "v1"), "--strategy", "ewc", "--json", env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        v2 = json.loads(result.stdout)
+        assert (v2["generation"], v2["labels"], v2["new_labels"]) == (2, ["c0", "c1", "c2", "c3"], ["c2", "c3"])
+
+    def test_train_with_missing_base_model_is_one_clear_line(self, tmp_path: Path) -> None:
+        data = tmp_path / "d.jsonl"
+        data.write_text('{"text": "hello", "label": "greet"}\n')
+        result = lifelong("train", "--data", str(data), "--output", str(tmp_path / "v1"),
+                          env={"LIFELONG_TRAINING__BASE_MODEL": str(tmp_path / "missing")}, timeout=120)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"error: training failed (error): ModelLoadError: model directory {tmp_path / 'missing'} does not exist or is not a directory"
+        )
+        assert not (tmp_path / "v1").exists()

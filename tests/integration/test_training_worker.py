@@ -81,19 +81,31 @@ class TestWorkerFailure:
 
     def test_timeout_fails_the_run_and_leaves_no_artifact(self, tiny_bert: Path, tmp_path: Path) -> None:
         worker = TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=400, epochs=50), timeout_s=3)
-        with pytest.raises(TrainingFailed, match="timeout: training exceeded 3s"):
+        with pytest.raises(TrainingFailed, match=r"training failed \(timeout\): training exceeded 3s"):
             worker.run()
         assert not (tmp_path / "v1").exists()
         assert _leftovers(tmp_path) == []
 
     def test_exception_in_training_is_reported_with_its_message(self, tmp_path: Path) -> None:
+        not_a_model = tmp_path / "not-a-model"
+        not_a_model.mkdir()
         spec = TrainingSpec(output_dir=tmp_path / "v1", train=synthetic_examples(LABELS, 5, seed=1),
-                            base_model=tmp_path / "no-such-model")
+                            base_model=not_a_model)
         with pytest.raises(TrainingFailed) as failure:
             TrainingWorker(spec, timeout_s=120).run()
         assert failure.value.reason == "error"
-        assert f"ModelLoadError: model directory {tmp_path / 'no-such-model'} does not exist" in failure.value.detail
+        assert failure.value.detail == (
+            f"ModelLoadError: {not_a_model} is not a Hugging Face model directory (no config.json)"
+        )
         assert _leftovers(tmp_path) == []
+
+    def test_missing_model_directory_fails_before_starting_a_process(self, tmp_path: Path) -> None:
+        spec = TrainingSpec(output_dir=tmp_path / "v1", train=synthetic_examples(LABELS, 5, seed=1),
+                            base_model=tmp_path / "no-such-model")
+        worker = TrainingWorker(spec, timeout_s=120)
+        with pytest.raises(TrainingFailed, match=r"model directory .*no-such-model does not exist"):
+            worker.run()
+        assert worker.pid is None
 
     def test_cancel_fails_the_run_as_cancelled(self, tiny_bert: Path, tmp_path: Path) -> None:
         box: list[TrainingWorker] = []
