@@ -386,9 +386,15 @@ class Ingestor:
             if offset is not None:
                 consumer.seek(tp, offset)
                 logger.info("%s[%d]: resuming at stored offset %d", tp.topic, tp.partition, offset)
+            elif self.kafka.auto_offset_reset == "earliest":
+                # The database is the only record of what is stored: a partition it has never
+                # seen starts at the beginning, whatever the group committed in Kafka (a
+                # wiped or new database must not silently skip the topic's history).
+                consumer.seek_to_beginning(tp)
+                logger.info("%s[%d]: no stored offset, starting at the beginning", tp.topic, tp.partition)
             else:
-                logger.info("%s[%d]: no stored offset, starting per Kafka commit / %s",
-                            tp.topic, tp.partition, self.kafka.auto_offset_reset)
+                consumer.seek_to_end(tp)
+                logger.info("%s[%d]: no stored offset, starting at the end", tp.topic, tp.partition)
         self.health.assigned = _names(list(consumer.assignment()))
 
     def _commit_to_kafka(self, positions: list[PartitionPosition]) -> None:

@@ -8,28 +8,60 @@ so they exercise exactly the production wiring.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import signal
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from daemon.api import Readiness, create_app
+from daemon.api import Readiness, Refused, Unavailable, create_app
 from daemon.broker import EmbeddedBroker, create_topics
 from daemon.config import Settings
 from daemon.ingest import Ingestor
 from daemon.metrics import Metrics
+from daemon.views import model_view, run_view, status_view
 from storage.engine import ensure_schema_current, make_engine, upgrade
 from storage.errors import SchemaError
 
-__all__ = ["Daemon", "lifelong_version"]
+__all__ = ["Daemon", "lifelong_version", "resolve_token", "token_file"]
 
 logger = logging.getLogger(__name__)
 
 _SCHEMA_RECHECK_S = 30.0
+
+
+def token_file(settings: Settings) -> Path:
+    """Where a generated API token is kept for the CLI on the same machine."""
+    return settings.data_dir / "api-token"
+
+
+def resolve_token(settings: Settings) -> str:
+    """``api.token`` if configured; otherwise a random token kept in ``<data_dir>/api-token`` (mode 0600).
+
+    Outside development, set ``api.token`` (``LIFELONG_API__TOKEN``) from a secret store.
+    """
+    if settings.api.token is not None:
+        return settings.api.token.get_secret_value()
+    path = token_file(settings)
+    if path.is_file():
+        existing = path.read_text(encoding="utf-8").strip()
+        if existing:
+            return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    logger.warning("api.token is not set; generated one in %s", path)
+    return token
 
 
 def lifelong_version() -> str:
@@ -53,6 +85,11 @@ class Daemon:
         self._server: uvicorn.Server | None = None
         self._schema_ok = False
         self._schema_checked_at = 0.0
+        self.token = ""
+        self.lifecycle: Any = None
+        self.predictor: Any = None
+        self.coordinator: Any = None
+        self._publisher: Any = None
 
     # ------------------------------------------------------------------ start / stop
 
@@ -74,14 +111,16 @@ class Daemon:
         kafka = s.kafka
         if kafka.embedded:
             self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()
-            create_topics(self.broker.bootstrap_servers, kafka.topics)
+            create_topics(self.broker.bootstrap_servers, [*kafka.topics, kafka.promotions_topic])
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap_servers]})
             self.settings = s = s.model_copy(update={"kafka": kafka})
             logger.info("embedded broker at %s (in-memory: its data ends with this process)",
                         self.broker.bootstrap_servers)
 
         self.ingestor = Ingestor(kafka=kafka, ingest=s.ingest, engine=self.engine, metrics=self.metrics)
+        self._build_learning(kafka)
         self._spawn("ingest", self.ingestor.run, self.stop_event)
+        self.token = resolve_token(s)
         self._start_api()
         logger.info("lifelong %s running: topics=%s database=%s api=%s", lifelong_version(), kafka.topics,
                     self.engine.url.render_as_string(hide_password=True), self.api_url)
@@ -90,6 +129,8 @@ class Daemon:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop consuming after the batch in hand is stored, stop the API, then the broker."""
         self.stop_event.set()
+        if self._publisher is not None:
+            self._publisher.close()
         for thread in self._threads:
             thread.join(timeout=timeout_s)
             if thread.is_alive():
@@ -141,6 +182,102 @@ class Daemon:
             self._schema_checked_at = time.monotonic()
         return self._schema_ok
 
+    def _build_learning(self, kafka: Any) -> None:
+        # Imported here: the learning stack pulls in torch, which ingest-only tools never need.
+        from daemon.events import KafkaEventPublisher
+        from daemon.lifecycle import Lifecycle
+        from daemon.predictor import Predictor
+        from daemon.retrain import RetrainCoordinator
+        from storage.artifacts import ArtifactStore
+
+        s = self.settings
+        store = ArtifactStore(s.data_dir / "models")
+        self.predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k)
+        self._publisher = KafkaEventPublisher(kafka)
+        self.lifecycle = Lifecycle(settings=s, engine=self._engine(), store=store, predictor=self.predictor,
+                                   publisher=self._publisher)
+        self.coordinator = RetrainCoordinator(self.lifecycle)
+        served = self.lifecycle.restore_serving()
+        logger.info("production model: %s", served or "none yet")
+
+    # ------------------------------------------------------------------ control plane (daemon.api.ControlPlane)
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("the daemon is not started")
+        return self.engine
+
+    def _session(self) -> Session:
+        return Session(self._engine())
+
+    def status(self) -> dict[str, Any]:
+        with self._session() as session:
+            return status_view(session, ingest=self.ingestor.health if self.ingestor else None,
+                               serving=self.predictor.version if self.predictor else None,
+                               active_run=self.coordinator.active_run if self.coordinator else None,
+                               progress=self.coordinator.last_progress if self.coordinator else None)
+
+    def list_models(self) -> list[dict[str, Any]]:
+        from storage import registry
+
+        with self._session() as session:
+            return [model_view(session, v, detail=False) for v in registry.list_versions(session)]
+
+    def show_model(self, version: str) -> dict[str, Any] | None:
+        from storage import registry
+
+        with self._session() as session:
+            found = registry.get_version(session, version)
+            return model_view(session, found, detail=True) if found else None
+
+    def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
+        from daemon.lifecycle import ActionRefused
+
+        try:
+            record = self.lifecycle.promote(version, actor=actor, reason=reason, force=force)
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from exc
+        return {"production": record.candidate, "previous": record.production_before, "outcome": record.outcome,
+                "forced": record.forced}
+
+    def rollback(self, *, actor: str, reason: str | None) -> dict[str, Any]:
+        from daemon.lifecycle import ActionRefused
+
+        try:
+            record = self.lifecycle.rollback(actor=actor, reason=reason)
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from exc
+        return {"production": record.candidate, "rolled_back_from": record.production_before,
+                "outcome": record.outcome}
+
+    def retrain(self, *, requested_by: str | None) -> dict[str, Any]:
+        ticket = self.coordinator.request(trigger="manual", requested_by=requested_by)
+        return {"run_id": ticket.run_id, "started": ticket.started}
+
+    def list_runs(self, limit: int) -> list[dict[str, Any]]:
+        from storage import registry
+
+        with self._session() as session:
+            return [run_view(run) for run in registry.list_runs(session, limit=limit)]
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        from storage import registry
+
+        with self._session() as session:
+            run = registry.get_run(session, run_id)
+            return run_view(run) if run else None
+
+    def predict(self, texts: list[str]) -> dict[str, Any]:
+        from daemon.predictor import NoProductionModel
+
+        try:
+            result = self.predictor.predict(texts)
+        except NoProductionModel as exc:
+            raise Unavailable(str(exc)) from exc
+        return {"version": result.version,
+                "predictions": [{"label": label, "probabilities": probs}
+                                for label, probs in zip(result.labels, result.probabilities, strict=True)]}
+
     def _start_api(self) -> None:
         ingestor = self.ingestor
         if ingestor is None:  # pragma: no cover - start() builds it first
@@ -149,6 +286,10 @@ class Daemon:
             metrics=self.metrics,
             readiness=Readiness(ingest=lambda: ingestor.health, schema_current=self._schema_current),
             version=lifelong_version(),
+            token=self.token,
+            control=self,
+            max_batch=self.settings.serving.max_batch,
+            max_text_chars=self.settings.serving.max_text_chars,
         )
         config = uvicorn.Config(
             app, host=self.settings.api.host, port=self.settings.api.port, log_config=None, access_log=False,

@@ -1,5 +1,6 @@
 """Persistence for lifelong: tables, migrations, repositories."""
 
+from storage.artifacts import ArtifactError, ArtifactNotFound, ArtifactStore, Manifest, files_checksum
 from storage.engine import current_revision, ensure_schema_current, head_revision, make_engine, upgrade
 from storage.errors import SchemaError, StorageError, StoreUnavailable
 from storage.ingest_store import (
@@ -10,11 +11,36 @@ from storage.ingest_store import (
     load_offsets,
     write_ingest_batch,
 )
-from storage.models import ConsumerOffset, DeadLetter, Label, Sample
+from storage.models import (
+    Alias,
+    ConsumerOffset,
+    DeadLetter,
+    Evaluation,
+    Label,
+    ModelVersion,
+    PromotionDecision,
+    Sample,
+    TrainingRun,
+)
+from storage.registry import EvaluationRow, RegistryError
+from storage.samples import StoredExample
 from storage.split import HeldOutPolicy, content_hash, heldout_score
 from storage.stats import IngestSummary, LabelCount, PartitionState, SplitCounts, ingest_summary, split_counts
 
 __all__ = [
+    "Alias",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "Evaluation",
+    "EvaluationRow",
+    "Manifest",
+    "ModelVersion",
+    "PromotionDecision",
+    "RegistryError",
+    "StoredExample",
+    "TrainingRun",
+    "files_checksum",
     "BatchResult",
     "ConsumerOffset",
     "DeadLetter",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -261,15 +261,19 @@ def _write(
             )
         session.execute(insert(Sample.__table__), rows)
         label_table = Label.__table__
-        for name, (count, held_count) in added.items():
-            session.execute(
-                update(label_table)
-                .where(label_table.c.id == labels[name][0])
-                .values(
-                    sample_count=label_table.c.sample_count + count,
-                    heldout_count=label_table.c.heldout_count + held_count,
-                )
-            )
+        # One executemany for all labels of the batch, not one statement per label.
+        session.execute(
+            update(label_table)
+            .where(label_table.c.id == bindparam("label_id"))
+            .values(
+                sample_count=label_table.c.sample_count + bindparam("added_samples"),
+                heldout_count=label_table.c.heldout_count + bindparam("added_heldout"),
+            ),
+            [
+                {"label_id": labels[name][0], "added_samples": count, "added_heldout": held_count}
+                for name, (count, held_count) in added.items()
+            ],
+        )
         result.stored = len(rows)
         result.held_out = sum(row["held_out"] for row in rows)
 

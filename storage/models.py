@@ -1,4 +1,4 @@
-"""SQLModel tables for ingested data.
+"""SQLModel tables: ingested data, and the model registry built on it.
 
 Every change here needs an Alembic migration in ``storage/migrations/versions``;
 ``tests/unit/storage/test_migrations.py`` fails when the two drift apart.
@@ -12,7 +12,18 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ConsumerOffset", "DeadLetter", "Label", "Sample", "utcnow"]
+__all__ = [
+    "Alias",
+    "ConsumerOffset",
+    "DeadLetter",
+    "Evaluation",
+    "Label",
+    "ModelVersion",
+    "PromotionDecision",
+    "Sample",
+    "TrainingRun",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -61,7 +72,7 @@ class Sample(SQLModel, table=True):
     content_hash: str = Field(max_length=64, index=True)
     held_out: bool = False
     event_ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     ingested_at: datetime = _ts_column()
 
 
@@ -92,4 +103,98 @@ class ConsumerOffset(SQLModel, table=True):
     next_offset: int = Field(sa_type=BigInteger)
     #: The partition's fetch high-watermark when last seen; lag = high_watermark - next_offset.
     high_watermark: int | None = Field(default=None, sa_type=BigInteger)
+    updated_at: datetime = _ts_column()
+
+
+class TrainingRun(SQLModel, table=True):
+    """One retrain attempt, whatever its end: its trigger, each step's outcome and timing."""
+
+    __tablename__ = "training_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger: str = Field(max_length=32, index=True)
+    requested_by: str | None = Field(default=None, max_length=200)
+    #: running, succeeded (a candidate was trained and decided on), skipped, failed
+    status: str = Field(default="running", max_length=16, index=True)
+    #: promoted / rejected once a candidate was decided on
+    outcome: str | None = Field(default=None, max_length=16)
+    error_reason: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    parent_version: str | None = Field(default=None, max_length=32)
+    candidate_version: str | None = Field(default=None, max_length=32)
+    train_examples: int = 0
+    replay_examples: int = 0
+    #: [{"step": "train", "status": "ok", "seconds": 12.3, "detail": ...}, ...]
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = _ts_column()
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained candidate and its lineage; promoted or not, it stays until retention prunes it."""
+
+    __tablename__ = "model_version"
+
+    name: str = Field(primary_key=True, max_length=32)
+    parent: str | None = Field(default=None, max_length=32)
+    run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    generation: int = 1
+    strategy: str = Field(max_length=32)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: Highest sample id the lineage has trained on; the next candidate trains on ids above it.
+    data_watermark: int = Field(default=0, sa_type=BigInteger)
+    labels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    buffer_members: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    buffer_state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    artifact_path: str = Field(max_length=1000)
+    checksum: str = Field(max_length=64)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts_column()
+
+
+class Evaluation(SQLModel, table=True):
+    """One metric of one model version on one evaluation set, in one run."""
+
+    __tablename__ = "evaluation"
+    __table_args__ = (
+        UniqueConstraint("run_id", "version", "eval_set", "metric", "label", name="uq_evaluation_cell"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="training_run.id", index=True)
+    version: str = Field(foreign_key="model_version.name", max_length=32, index=True)
+    eval_set: str = Field(max_length=32)
+    metric: str = Field(max_length=32)
+    #: Per-label metrics name their label; set-level metrics use "".
+    label: str = Field(default="", max_length=1000)
+    value: float
+    n: int = 0
+    created_at: datetime = _ts_column()
+
+
+class PromotionDecision(SQLModel, table=True):
+    """Why production moved, or did not: the gate's checks or the operator's reason."""
+
+    __tablename__ = "promotion_decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    candidate: str = Field(max_length=32, index=True)
+    production_before: str | None = Field(default=None, max_length=32)
+    #: promoted, rejected, forced, rolled_back
+    outcome: str = Field(max_length=16)
+    forced: bool = False
+    actor: str = Field(default="gate", max_length=200)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    checks: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts_column()
+
+
+class Alias(SQLModel, table=True):
+    """``production`` and ``previous``: which version serves, and which a rollback restores."""
+
+    __tablename__ = "alias"
+
+    name: str = Field(primary_key=True, max_length=32)
+    version: str = Field(foreign_key="model_version.name", max_length=32)
     updated_at: datetime = _ts_column()

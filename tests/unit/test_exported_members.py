@@ -7,13 +7,15 @@ import storage
 
 
 def test_storage_public_names() -> None:
-    assert sorted(storage.__all__) == [
+    assert sorted(storage.__all__) == sorted([
+        "Alias", "ArtifactError", "ArtifactNotFound", "ArtifactStore", "Evaluation", "EvaluationRow", "Manifest",
+        "ModelVersion", "PromotionDecision", "RegistryError", "StoredExample", "TrainingRun", "files_checksum",
         "BatchResult", "ConsumerOffset", "DeadLetter", "HeldOutPolicy", "IngestSummary", "Label", "LabelCount",
         "NewDeadLetter", "NewSample", "PartitionPosition", "PartitionState", "Sample", "SchemaError", "SplitCounts",
         "StorageError", "StoreUnavailable", "content_hash", "current_revision", "ensure_schema_current",
         "head_revision", "heldout_score", "ingest_summary", "load_offsets", "make_engine", "split_counts", "upgrade",
         "write_ingest_batch",
-    ]
+    ])
     for name in storage.__all__:
         assert hasattr(storage, name), name
 

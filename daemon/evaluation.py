@@ -1,0 +1,145 @@
+"""Evaluation sets from held-out samples, and candidate-versus-production metrics on them.
+
+Both models are scored on exactly the same samples — held-out ones only, which no
+model in the lineage ever trained on:
+
+- ``all``: every held-out sample of a label the candidate knows;
+- ``recent``: the newest ``recent_window`` samples of ``all`` (is the model keeping up?);
+- ``old_labels``: samples of labels production already knew (has the candidate forgotten?);
+- ``new_labels``: samples of labels production did not know (has it learned them?).
+
+Each model predicts ``all`` once; the other sets are slices of those predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.gate import GateInput, SetMetrics
+from learners.evaluate import evaluate, negative_flip_rate
+from learners.inference import predict
+from learners.model import LoadedClassifier
+from storage.registry import EvaluationRow
+from storage.samples import StoredExample
+
+__all__ = ["EVAL_SETS", "EvaluationOutcome", "build_sets", "evaluate_models"]
+
+EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    """Metrics per set for the candidate and (if any) production, plus the flip rate."""
+
+    candidate: dict[str, SetMetrics]
+    production: dict[str, SetMetrics] | None
+    negative_flip_rate: float | None
+    old_labels: list[str]
+    new_labels: list[str]
+
+    def gate_input(self) -> GateInput:
+        return GateInput(candidate=self.candidate, production=self.production,
+                         negative_flip_rate=self.negative_flip_rate, old_labels=self.old_labels)
+
+    @staticmethod
+    def rows(metrics: dict[str, SetMetrics]) -> list[EvaluationRow]:
+        """Storage rows: set-level accuracy and macro-F1, and per-label F1."""
+        rows = []
+        for name, m in metrics.items():
+            rows.append(EvaluationRow(eval_set=name, metric="accuracy", value=m.accuracy, n=m.n))
+            rows.append(EvaluationRow(eval_set=name, metric="macro_f1", value=m.macro_f1, n=m.n))
+            for label, f1 in m.per_label_f1.items():
+                rows.append(EvaluationRow(eval_set=name, metric="f1", value=f1, n=m.support.get(label, 0),
+                                          label=label))
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """Compact JSON for the manifest, the version record and the promotion event."""
+
+        def sets(metrics: dict[str, SetMetrics] | None) -> dict[str, Any] | None:
+            if metrics is None:
+                return None
+            return {name: {"n": m.n, "accuracy": round(m.accuracy, 6), "macro_f1": round(m.macro_f1, 6)}
+                    for name, m in metrics.items()}
+
+        return {
+            "candidate": sets(self.candidate),
+            "production": sets(self.production),
+            "negative_flip_rate": self.negative_flip_rate,
+            "old_labels": len(self.old_labels),
+            "new_labels": self.new_labels,
+        }
+
+
+def build_sets(
+    heldout: Sequence[StoredExample],
+    *,
+    candidate_labels: Sequence[str],
+    production_labels: Sequence[str],
+    recent_window: int,
+) -> dict[str, list[StoredExample]]:
+    """Split held-out samples into the evaluation sets (each oldest first)."""
+    known = set(candidate_labels)
+    old = set(production_labels)
+    everything = [example for example in heldout if example.label in known]
+    return {
+        "all": everything,
+        "recent": everything[-recent_window:] if recent_window > 0 else [],
+        "old_labels": [e for e in everything if e.label in old],
+        "new_labels": [e for e in everything if e.label not in old],
+    }
+
+
+def _set_metrics(name: str, examples: list[StoredExample], predicted: dict[int, str],
+                 index: dict[str, int]) -> SetMetrics:
+    if not examples:
+        return SetMetrics(name=name, n=0, accuracy=0.0, macro_f1=0.0, per_label_f1={}, support={})
+    y_true = [index[e.label] for e in examples]
+    # A prediction of a label the candidate does not know gets an id no true label has.
+    y_pred = [index.get(predicted[e.sample_id], len(index)) for e in examples]
+    report = evaluate(y_true, y_pred)
+    names = {i: label for label, i in index.items()}
+    return SetMetrics(
+        name=name, n=report.n, accuracy=report.accuracy, macro_f1=report.macro_f1,
+        per_label_f1={names[i]: f1 for i, f1 in report.per_label_f1.items()},
+        support={names[i]: s for i, s in report.support.items()},
+    )
+
+
+def _predicted(model: LoadedClassifier, examples: list[StoredExample], batch_size: int) -> dict[int, str]:
+    if not examples:
+        return {}
+    labels = predict(model, [e.text for e in examples], batch_size=batch_size).predicted_labels
+    return {e.sample_id: label for e, label in zip(examples, labels, strict=True)}
+
+
+def evaluate_models(
+    candidate: LoadedClassifier,
+    production: LoadedClassifier | None,
+    heldout: Sequence[StoredExample],
+    *,
+    recent_window: int = 500,
+    batch_size: int = 64,
+) -> EvaluationOutcome:
+    """Score the candidate and production on the same held-out sets."""
+    production_labels = list(production.model.labels) if production is not None else []
+    sets = build_sets(heldout, candidate_labels=candidate.model.labels, production_labels=production_labels,
+                      recent_window=recent_window)
+    index = {label: i for i, label in enumerate(candidate.model.labels)}
+    cand_pred = _predicted(candidate, sets["all"], batch_size)
+    cand = {name: _set_metrics(name, examples, cand_pred, index) for name, examples in sets.items()}
+    prod = None
+    flip_rate = None
+    if production is not None:
+        prod_pred = _predicted(production, sets["all"], batch_size)
+        prod = {name: _set_metrics(name, examples, prod_pred, index) for name, examples in sets.items()}
+        if sets["all"]:
+            y_true = [index[e.label] for e in sets["all"]]
+            old = [index.get(prod_pred[e.sample_id], len(index)) for e in sets["all"]]
+            new = [index.get(cand_pred[e.sample_id], len(index)) for e in sets["all"]]
+            flip_rate = negative_flip_rate(y_true, old, new)
+    new_labels = sorted(set(candidate.model.labels) - set(production_labels))
+    return EvaluationOutcome(candidate=cand, production=prod, negative_flip_rate=flip_rate,
+                             old_labels=sorted(production_labels), new_labels=new_labels)

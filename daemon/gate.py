@@ -1,0 +1,492 @@
+"""The promotion gate: should a freshly trained candidate replace production?
+
+A pure function, :func:`decide`, from evaluation results (:class:`GateInput`) and a
+policy (:class:`GatePolicy`, the daemon's ``gate:`` settings) to a :class:`Decision`
+that lists every check it made, passed or failed, with the numbers behind it.
+Nothing here reads storage, talks to Kafka or touches a model;
+``daemon/lifecycle.py`` gathers the metrics, calls :func:`decide` and stores
+``Decision.to_dict()`` as the decision's reasons (DESIGN.md section 3, "Gate").
+
+Why each rule exists
+--------------------
+``eval_samples``
+    A score on a handful of held-out samples is mostly luck. With fewer than
+    ``min_eval_samples`` in the primary set nothing is promoted, first model
+    included.
+``min_absolute`` (first model only)
+    With no production model there is nothing to compare against, yet a model
+    that is barely better than guessing must not start answering ``/v1/predict``.
+``primary_improvement``
+    A retrain costs a hot swap and risk; it has to pay for itself on the primary
+    metric (default macro-F1 on all held-out labels seen so far).
+    ``min_improvement = 0.0`` means "not worse": a candidate that ties
+    production is promoted, which lets a model that learned new labels without
+    losing anything replace one that could not predict them.
+``old_label_forgetting``
+    The primary metric averages over every label, so a candidate that learns the
+    new labels well can raise it while forgetting the old ones (catastrophic
+    forgetting). The old-label slice on its own must not drop by more than
+    ``max_forgetting``. Without an old-label slice (or an empty one) there is
+    nothing to forget, and the check passes saying so.
+``label_forgetting:<label>``
+    A slice average can hide one old label collapsing while the others improve,
+    so each old label may drop at most ``max_label_forgetting`` in F1. Only
+    labels with at least ``min_label_support`` held-out samples in the candidate's
+    ``all`` set are checked: on a few samples one prediction moves F1 by a large
+    step, and rejecting on that noise would block every retrain.
+``negative_flip_rate``
+    Samples production got right and the candidate gets wrong hurt the people
+    relying on those answers even when overall accuracy is unchanged (new
+    mistakes traded for old ones). With a production model the rate must have
+    been measured; ``None`` fails the check as "not measured".
+
+A poisoned candidate, trained on label-flipped data, typically raises no alarm on
+the new labels but shows up twice: its old labels collapse (forgetting) and it
+flips many of production's correct answers (negative flip rate). Both checks are
+reported, because no check short-circuits the others.
+
+All comparisons allow ``1e-9`` of floating-point rounding, so that a value exactly
+at its threshold passes (``0.30 - 0.25`` is ``0.04999999999999999`` in binary).
+
+Example
+-------
+>>> from daemon.gate import GateInput, GatePolicy, SetMetrics, decide
+>>> def metrics(name, macro_f1, billing_f1):
+...     return SetMetrics(name=name, n=200, accuracy=macro_f1, macro_f1=macro_f1,
+...                       per_label_f1={"billing": billing_f1}, support={"billing": 50})
+>>> first = decide(GateInput(candidate={"all": metrics("all", 0.71, 0.7)}, production=None,
+...                          negative_flip_rate=None, old_labels=()), GatePolicy())
+>>> first.summary
+'promote: all 2 checks passed'
+>>> decision = decide(
+...     GateInput(candidate={"all": metrics("all", 0.80, 0.30)},
+...               production={"all": metrics("all", 0.79, 0.90)},
+...               negative_flip_rate=0.02, old_labels=["billing"]),
+...     GatePolicy(),
+... )
+>>> decision.promote
+False
+>>> decision.summary
+'reject: label_forgetting:billing failed'
+>>> decision.failed[0].detail
+"F1 of 'billing' on all (support 50): 0.300 vs production 0.900 (drop 0.600, allowed <= 0.250)"
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ALL_SET",
+    "OLD_LABELS_SET",
+    "Check",
+    "Decision",
+    "GateInput",
+    "GatePolicy",
+    "SetMetrics",
+    "decide",
+]
+
+#: The evaluation set over every held-out label seen so far; per-label forgetting reads it.
+ALL_SET = "all"
+#: The evaluation set restricted to labels production can predict.
+OLD_LABELS_SET = "old_labels"
+
+#: Slack for floating-point rounding in every threshold comparison.
+_TOLERANCE = 1e-9
+
+
+def _check_score(value: Any, what: str) -> float:
+    """``value`` as a float in [0, 1], or a ValueError/TypeError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{what} is NaN")
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{what} must be between 0 and 1, got {number}")
+    return number
+
+
+def _check_count(value: Any, what: str) -> int:
+    """``value`` as a non-negative int, or a ValueError/TypeError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    count = int(value)
+    if count < 0:
+        raise ValueError(f"{what} must be >= 0, got {count}")
+    return count
+
+
+@dataclass(frozen=True)
+class SetMetrics:
+    """One model's scores on one held-out evaluation set.
+
+    The mappings are copied into plain dicts on construction, so a caller changing
+    its own dicts later cannot alter what was validated; the copies stay picklable
+    and ``dataclasses.asdict`` turns the whole thing into JSON-ready data.
+
+    Raises
+    ------
+    ValueError
+        A score is NaN or outside [0, 1], or a count is negative.
+    TypeError
+        A score is not a number or a count is not an int.
+    """
+
+    name: str
+    n: int
+    accuracy: float
+    macro_f1: float
+    per_label_f1: Mapping[str, float]
+    support: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        where = f"set {self.name!r}"
+        object.__setattr__(self, "n", _check_count(self.n, f"{where}: n"))
+        object.__setattr__(self, "accuracy", _check_score(self.accuracy, f"{where}: accuracy"))
+        object.__setattr__(self, "macro_f1", _check_score(self.macro_f1, f"{where}: macro_f1"))
+        f1 = {str(label): _check_score(v, f"{where}: F1 of {label!r}") for label, v in self.per_label_f1.items()}
+        support = {str(label): _check_count(v, f"{where}: support of {label!r}") for label, v in self.support.items()}
+        object.__setattr__(self, "per_label_f1", f1)
+        object.__setattr__(self, "support", support)
+
+
+def _copied_sets(sets: Mapping[str, SetMetrics], side: str) -> Mapping[str, SetMetrics]:
+    for key, metrics in sets.items():
+        if not isinstance(metrics, SetMetrics):
+            raise TypeError(f"{side}[{key!r}] must be a SetMetrics, got {type(metrics).__name__}")
+        if metrics.name != key:
+            raise ValueError(f"{side}[{key!r}] holds the metrics of set {metrics.name!r}")
+    return dict(sets)
+
+
+@dataclass(frozen=True)
+class GateInput:
+    """Everything the gate looks at: candidate and production scores on the same held-out sets.
+
+    Parameters
+    ----------
+    candidate
+        The candidate's metrics by set name (``"all"``, ``"recent"``, ``"old_labels"``,
+        ``"new_labels"``); each key must equal its ``SetMetrics.name``.
+    production
+        Production's metrics on the same sets, or ``None`` when there is no
+        production model yet.
+    negative_flip_rate
+        Share of the ``"all"`` set that production got right and the candidate gets
+        wrong; ``None`` when there is no production model (or it was not measured,
+        which fails the gate).
+    old_labels
+        The labels production can predict; kept as a tuple.
+
+    Raises
+    ------
+    ValueError
+        A set is keyed under another name, ``negative_flip_rate`` is NaN or outside
+        [0, 1], or it is given without a production model.
+    TypeError
+        A set is not a ``SetMetrics``, or ``old_labels`` is a single str.
+    """
+
+    candidate: Mapping[str, SetMetrics]
+    production: Mapping[str, SetMetrics] | None
+    negative_flip_rate: float | None
+    old_labels: Sequence[str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "candidate", _copied_sets(self.candidate, "candidate"))
+        if self.production is not None:
+            object.__setattr__(self, "production", _copied_sets(self.production, "production"))
+        if self.negative_flip_rate is not None:
+            if self.production is None:
+                raise ValueError("negative_flip_rate is given but there is no production model to compare with")
+            object.__setattr__(
+                self, "negative_flip_rate", _check_score(self.negative_flip_rate, "negative_flip_rate")
+            )
+        if isinstance(self.old_labels, str):
+            raise TypeError("old_labels must be a sequence of label names, not a str")
+        object.__setattr__(self, "old_labels", tuple(str(label) for label in self.old_labels))
+
+
+class GatePolicy(BaseModel):
+    """The promotion thresholds, embedded in the daemon's settings as ``gate:``.
+
+    Scores and thresholds are fractions in [0, 1]; unknown keys and out-of-range
+    values are rejected with the field's name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: The metric that must not get worse.
+    primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    #: The evaluation set the primary metric is read from.
+    primary_set: str = Field(default=ALL_SET, min_length=1)
+    #: Candidate primary minus production primary must be at least this; 0.0 means "not worse".
+    min_improvement: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: How far the ``old_labels`` set's primary metric may drop versus production.
+    max_forgetting: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: How far each well-supported old label's F1 may drop versus production.
+    max_label_forgetting: float = Field(default=0.25, ge=0.0, le=1.0)
+    #: Held-out samples (in the ``all`` set) an old label needs before its F1 is checked.
+    min_label_support: int = Field(default=10, ge=1)
+    #: Highest share of the ``all`` set that production got right and the candidate gets wrong.
+    max_negative_flip_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: The first model (no production) needs only this primary score.
+    min_absolute: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Fewest samples in the primary set to promote on at all (first model too).
+    min_eval_samples: int = Field(default=1, ge=1)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule's outcome.
+
+    ``name`` is a stable machine-readable id (``eval_samples``, ``min_absolute``,
+    ``primary_improvement``, ``old_label_forgetting``, ``label_forgetting:<label>``,
+    ``negative_flip_rate``); ``value`` is the measured number and ``threshold`` the
+    bound it was held to (``None`` where there was nothing to measure); ``detail``
+    is a sentence with the numbers for people.
+    """
+
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict: promote or not, every check made, and a one-line summary."""
+
+    promote: bool
+    checks: tuple[Check, ...]
+    summary: str
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        """The checks that did not pass, in check order."""
+        return tuple(check for check in self.checks if not check.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form, for storage and the API; :meth:`from_dict` reads it back."""
+        return {
+            "promote": self.promote,
+            "summary": self.summary,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a decision stored with :meth:`to_dict`.
+
+        Raises
+        ------
+        KeyError
+            A key written by :meth:`to_dict` is missing.
+        """
+        checks = tuple(
+            Check(
+                name=item["name"],
+                passed=item["passed"],
+                value=item["value"],
+                threshold=item["threshold"],
+                detail=item["detail"],
+            )
+            for item in data["checks"]
+        )
+        return cls(promote=data["promote"], checks=checks, summary=data["summary"])
+
+
+def _require(sets: Mapping[str, SetMetrics], name: str, side: str, purpose: str) -> SetMetrics:
+    try:
+        return sets[name]
+    except KeyError:
+        raise ValueError(
+            f"{side} has no evaluation set {name!r} ({purpose}); it has: {sorted(sets)}"
+        ) from None
+
+
+def _at_most(value: float, threshold: float) -> bool:
+    return value <= threshold + _TOLERANCE
+
+
+def _at_least(value: float, threshold: float) -> bool:
+    return value >= threshold - _TOLERANCE
+
+
+def _eval_samples(candidate: SetMetrics, policy: GatePolicy) -> Check:
+    return Check(
+        name="eval_samples",
+        passed=candidate.n >= policy.min_eval_samples,
+        value=float(candidate.n),
+        threshold=float(policy.min_eval_samples),
+        detail=f"{candidate.name} has {candidate.n} held-out samples (need >= {policy.min_eval_samples})",
+    )
+
+
+def _min_absolute(candidate: SetMetrics, policy: GatePolicy) -> Check:
+    metric = policy.primary_metric
+    score = getattr(candidate, metric)
+    return Check(
+        name="min_absolute",
+        passed=_at_least(score, policy.min_absolute),
+        value=score,
+        threshold=policy.min_absolute,
+        detail=(
+            f"{metric} on {candidate.name}: {score:.3f} (need >= {policy.min_absolute:.3f};"
+            " first model, no production to compare with)"
+        ),
+    )
+
+
+def _primary_improvement(candidate: SetMetrics, production: SetMetrics, policy: GatePolicy) -> Check:
+    metric = policy.primary_metric
+    ours, theirs = getattr(candidate, metric), getattr(production, metric)
+    delta = ours - theirs
+    return Check(
+        name="primary_improvement",
+        passed=_at_least(delta, policy.min_improvement),
+        value=delta,
+        threshold=policy.min_improvement,
+        detail=(
+            f"{metric} on {candidate.name}: {ours:.3f} vs production {theirs:.3f}"
+            f" ({delta:+.3f}, need >= {policy.min_improvement:+.3f})"
+        ),
+    )
+
+
+def _old_label_forgetting(
+    candidate: Mapping[str, SetMetrics], production: Mapping[str, SetMetrics], policy: GatePolicy
+) -> Check:
+    metric = policy.primary_metric
+    ours = candidate.get(OLD_LABELS_SET)
+    if ours is None or ours.n == 0:
+        reason = "no old_labels set" if ours is None else "the old_labels set is empty"
+        return Check(
+            name="old_label_forgetting",
+            passed=True,
+            value=None,
+            threshold=policy.max_forgetting,
+            detail=f"{reason}: no old labels to forget",
+        )
+    theirs = _require(production, OLD_LABELS_SET, "production", "to measure forgetting")
+    before, after = getattr(theirs, metric), getattr(ours, metric)
+    drop = before - after
+    return Check(
+        name="old_label_forgetting",
+        passed=_at_most(drop, policy.max_forgetting),
+        value=drop,
+        threshold=policy.max_forgetting,
+        detail=(
+            f"{metric} on old_labels: {after:.3f} vs production {before:.3f}"
+            f" (drop {drop:.3f}, allowed <= {policy.max_forgetting:.3f})"
+        ),
+    )
+
+
+def _label_forgetting(
+    candidate: Mapping[str, SetMetrics], production: Mapping[str, SetMetrics], old_labels: Sequence[str],
+    policy: GatePolicy,
+) -> list[Check]:
+    if not old_labels:
+        return []
+    ours = _require(candidate, ALL_SET, "candidate", "for per-label forgetting")
+    theirs = _require(production, ALL_SET, "production", "for per-label forgetting")
+    checks = []
+    for label in sorted(set(old_labels)):
+        support = ours.support.get(label, 0)
+        if support < policy.min_label_support:
+            continue
+        if label not in ours.per_label_f1:
+            raise ValueError(f"candidate set 'all' has support {support} for {label!r} but no F1 for it")
+        if label not in theirs.per_label_f1:
+            raise ValueError(f"production set 'all' has no F1 for old label {label!r}")
+        before, after = theirs.per_label_f1[label], ours.per_label_f1[label]
+        drop = before - after
+        checks.append(
+            Check(
+                name=f"label_forgetting:{label}",
+                passed=_at_most(drop, policy.max_label_forgetting),
+                value=drop,
+                threshold=policy.max_label_forgetting,
+                detail=(
+                    f"F1 of {label!r} on all (support {support}): {after:.3f} vs production {before:.3f}"
+                    f" (drop {drop:.3f}, allowed <= {policy.max_label_forgetting:.3f})"
+                ),
+            )
+        )
+    return checks
+
+
+def _negative_flip_rate(rate: float | None, policy: GatePolicy) -> Check:
+    limit = policy.max_negative_flip_rate
+    if rate is None:
+        return Check(
+            name="negative_flip_rate",
+            passed=False,
+            value=None,
+            threshold=limit,
+            detail=f"negative flip rate not measured (need <= {limit:.3f} against production)",
+        )
+    return Check(
+        name="negative_flip_rate",
+        passed=_at_most(rate, limit),
+        value=rate,
+        threshold=limit,
+        detail=f"negative flip rate on all: {rate:.3f} (allowed <= {limit:.3f})",
+    )
+
+
+def _summary(checks: Sequence[Check]) -> str:
+    failed = [check.name for check in checks if not check.passed]
+    if not failed:
+        return f"promote: all {len(checks)} checks passed"
+    return f"reject: {', '.join(failed)} failed"
+
+
+def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
+    """Decide whether the candidate in ``gate_input`` may replace production.
+
+    Every check is evaluated and returned, in a stable order: ``eval_samples``
+    then ``min_absolute`` for a first model; otherwise ``eval_samples``,
+    ``primary_improvement``, ``old_label_forgetting``, the ``label_forgetting:<label>``
+    checks sorted by label, and ``negative_flip_rate``. The candidate is promoted
+    iff all of them pass. Inputs are not modified.
+
+    Raises
+    ------
+    ValueError
+        The candidate or production lacks ``policy.primary_set``; production lacks
+        ``old_labels`` while the candidate has a non-empty one; either lacks ``all``
+        while there are old labels; or an old label with enough support has no F1.
+        (NaN and out-of-range scores are refused when building the inputs.)
+    """
+    primary = _require(gate_input.candidate, policy.primary_set, "candidate", "the policy's primary_set")
+    checks = [_eval_samples(primary, policy)]
+    production = gate_input.production
+    if production is None:
+        checks.append(_min_absolute(primary, policy))
+    else:
+        reference = _require(production, policy.primary_set, "production", "the policy's primary_set")
+        checks.append(_primary_improvement(primary, reference, policy))
+        checks.append(_old_label_forgetting(gate_input.candidate, production, policy))
+        checks.extend(_label_forgetting(gate_input.candidate, production, gate_input.old_labels, policy))
+        checks.append(_negative_flip_rate(gate_input.negative_flip_rate, policy))
+    return Decision(promote=all(check.passed for check in checks), checks=tuple(checks), summary=_summary(checks))

@@ -1,0 +1,309 @@
+"""One retrain cycle, and the operator actions that move production.
+
+A cycle: snapshot the data (training samples after production's watermark, plus the
+texts of production's replay-buffer members) -> train a candidate in the worker
+process -> evaluate candidate and production on the same held-out sets -> the gate
+decides -> publish the artifact, record version, evaluations and decision -> if
+promoted, switch the aliases, serve the new model and announce it on
+``<prefix>.promotions``. Every step's outcome and timing lands on the run, so every
+candidate ends in a recorded decision and every failure in a recorded reason.
+
+Production only moves here: through the gate, a forced promotion or a rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from daemon.config import Settings
+from daemon.evaluation import EvaluationOutcome, evaluate_models
+from daemon.events import EventPublisher, PublishError
+from daemon.gate import Decision, decide
+from daemon.predictor import LoadedVersion, Predictor
+from learners.data import Example
+from learners.errors import LearnerError, TrainingFailed
+from learners.model import load_classifier
+from learners.strategies import Progress
+from learners.train import TrainingSpec
+from learners.worker import TrainingWorker, remove_partial_outputs
+from storage import registry
+from storage.artifacts import ArtifactError, ArtifactStore
+from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun
+from storage.samples import examples_by_ids, heldout_examples, training_examples
+
+__all__ = ["ActionRefused", "Lifecycle"]
+
+logger = logging.getLogger(__name__)
+
+
+class ActionRefused(Exception):
+    """An operator action was refused; production is unchanged. The message says why."""
+
+
+@dataclass
+class _StepClock:
+    run_id: int
+    engine: Engine
+
+    def record(self, step: str, started: float, status: str = "ok", **detail: Any) -> None:
+        entry = {"step": step, "status": status, "seconds": round(time.perf_counter() - started, 3), **detail}
+        with Session(self.engine) as session:
+            registry.set_run_fields(session, run_id=self.run_id, step=entry)
+
+
+class Lifecycle:
+    """Runs retrain cycles and operator actions against one registry and artifact store."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        store: ArtifactStore,
+        predictor: Predictor,
+        publisher: EventPublisher | None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.predictor = predictor
+        self.publisher = publisher
+
+    # ------------------------------------------------------------------ start-up
+
+    def restore_serving(self) -> str | None:
+        """Serve the registry's production version (at daemon start); returns it."""
+        remove_partial_outputs(self.store.incoming_dir())
+        with Session(self.engine) as session:
+            version = registry.get_alias(session, registry.PRODUCTION)
+        if version is None:
+            return None
+        try:
+            self.predictor.activate(self.predictor.prepare(version))
+        except (ArtifactError, LearnerError) as exc:
+            logger.error("production version %s cannot be served: %s", version, exc)
+            return None
+        return version
+
+    # ------------------------------------------------------------------ the cycle
+
+    def run_cycle(self, *, trigger: str, requested_by: str | None = None,
+                  on_progress: Callable[[Progress], None] | None = None) -> TrainingRun:
+        """One retrain; returns the finished run (succeeded, skipped or failed)."""
+        return self.execute(self.begin_run(trigger=trigger, requested_by=requested_by), on_progress=on_progress)
+
+    def begin_run(self, *, trigger: str, requested_by: str | None = None) -> int:
+        """Record a new run (status ``running``) and return its id; :meth:`execute` does the work."""
+        with Session(self.engine) as session:
+            run = registry.create_run(session, trigger=trigger, requested_by=requested_by)
+        return int(run.id or 0)
+
+    def execute(self, run_id: int, *, on_progress: Callable[[Progress], None] | None = None) -> TrainingRun:
+        """Carry out the cycle for a run made by :meth:`begin_run`."""
+        clock = _StepClock(run_id, self.engine)
+        candidate_dir = None
+        try:
+            started = time.perf_counter()
+            parent, train, replay, up_to = self._snapshot()
+            with Session(self.engine) as session:
+                registry.set_run_fields(session, run_id=run_id, parent_version=parent.name if parent else None,
+                                        train_examples=len(train), replay_examples=len(replay))
+            clock.record("snapshot", started, train=len(train), replay=len(replay), up_to_sample=up_to)
+            if not train:
+                return self._finish(run_id, "skipped", error_reason="no_new_data")
+
+            with Session(self.engine) as session:
+                version = registry.next_version_name(session)
+                registry.set_run_fields(session, run_id=run_id, candidate_version=version)
+            candidate_dir = self.store.incoming_dir() / version
+            started = time.perf_counter()
+            training = self.settings.training
+            spec = TrainingSpec(
+                output_dir=candidate_dir, train=train, replay=replay, strategy=training.strategy,
+                buffer=training.buffer.to_config(),
+                parent_dir=self.store.path_for(parent.name) if parent else None,
+                base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
+                device=training.device,
+            )
+            try:
+                result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress).run()
+            except TrainingFailed as exc:
+                clock.record("train", started, status="failed", reason=exc.reason)
+                return self._finish(run_id, "failed", error_reason=exc.reason, error=exc.detail)
+            clock.record("train", started, examples=result.examples_trained,
+                         examples_per_second=round(result.examples_per_second, 2), new_labels=result.new_labels,
+                         flagged_labels=result.flagged_labels)
+
+            started = time.perf_counter()
+            outcome = self._evaluate(candidate_dir, parent, up_to)
+            clock.record("evaluate", started, sets={k: v.n for k, v in outcome.candidate.items()})
+
+            started = time.perf_counter()
+            decision = decide(outcome.gate_input(), self.settings.gate)
+            clock.record("gate", started, promote=decision.promote, summary=decision.summary)
+
+            started = time.perf_counter()
+            lineage = {
+                "parent": parent.name if parent else None,
+                "strategy": training.strategy.name,
+                "hyperparameters": training.strategy.model_dump(),
+                "data_watermark": up_to,
+                "train_examples": len(train),
+                "replay_examples": len(replay),
+                "generation": result.generation,
+                "run_id": run_id,
+            }
+            metrics = {**outcome.summary(), "gate": decision.to_dict()}
+            manifest = self.store.publish(candidate_dir, version, lineage=lineage, metrics=metrics)
+            candidate_dir = None
+            with Session(self.engine) as session:
+                registry.record_version(session, ModelVersion(
+                    name=version, parent=parent.name if parent else None, run_id=run_id,
+                    generation=result.generation, strategy=training.strategy.name,
+                    hyperparameters=training.strategy.model_dump(), data_watermark=up_to, labels=result.labels,
+                    buffer_members=result.buffer_members, buffer_state=result.buffer_state,
+                    artifact_path=str(self.store.path_for(version)), checksum=manifest.checksum, metrics=metrics,
+                ))
+                registry.record_evaluations(session, run_id=run_id, version=version,
+                                            rows=EvaluationOutcome.rows(outcome.candidate))
+                if parent is not None and outcome.production is not None:
+                    registry.record_evaluations(session, run_id=run_id, version=parent.name,
+                                                rows=EvaluationOutcome.rows(outcome.production))
+            clock.record("publish", started, checksum=manifest.checksum)
+
+            started = time.perf_counter()
+            outcome_name = self._apply(version, decision, run_id)
+            clock.record("decide", started, outcome=outcome_name)
+            self._prune()
+            return self._finish(run_id, "succeeded", outcome=outcome_name)
+        except Exception as exc:  # noqa: BLE001 - every run must end recorded, whatever broke
+            logger.exception("retrain run %d failed", run_id)
+            return self._finish(run_id, "failed", error_reason="error", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if candidate_dir is not None:
+                shutil.rmtree(candidate_dir, ignore_errors=True)
+
+    def _snapshot(self) -> tuple[ModelVersion | None, list[Example], list[Example], int]:
+        with Session(self.engine) as session:
+            production = registry.get_alias(session, registry.PRODUCTION)
+            parent = registry.get_version(session, production) if production else None
+            up_to = int(session.execute(select(func.coalesce(func.max(Sample.id), 0))).scalar_one())
+            watermark = parent.data_watermark if parent else 0
+            train = [Example(*row) for row in training_examples(session, after_id=watermark, up_to_id=up_to)]
+            replay = [Example(*row) for row in examples_by_ids(session, parent.buffer_members)] if parent else []
+        return parent, train, replay, up_to
+
+    def _evaluate(self, candidate_dir: Any, parent: ModelVersion | None, up_to: int) -> EvaluationOutcome:
+        candidate = load_classifier(candidate_dir)
+        production = None
+        if parent is not None:
+            serving = self.predictor.serving
+            production = serving.loaded if serving and serving.version == parent.name else \
+                self.predictor.prepare(parent.name).loaded
+        with Session(self.engine) as session:
+            heldout = heldout_examples(session, up_to_id=up_to)
+        evaluation = self.settings.evaluation
+        return evaluate_models(candidate, production, heldout, recent_window=evaluation.recent_window,
+                               batch_size=evaluation.batch_size)
+
+    def _apply(self, version: str, decision: Decision, run_id: int) -> str:
+        checks = [check for check in decision.to_dict()["checks"]]
+        if not decision.promote:
+            with Session(self.engine) as session:
+                registry.record_decision(session, candidate=version, outcome="rejected", run_id=run_id, checks=checks,
+                                         reason=decision.summary)
+            logger.info("candidate %s rejected: %s", version, decision.summary)
+            return "rejected"
+        prepared = self.predictor.prepare(version)
+        with Session(self.engine) as session:
+            record = registry.promote(session, version=version, run_id=run_id, checks=checks, reason=decision.summary)
+        self._went_live(prepared, record)
+        return "promoted"
+
+    def _finish(self, run_id: int, status: str, **fields: Any) -> TrainingRun:
+        with Session(self.engine) as session:
+            run = registry.finish_run(session, run_id=run_id, status=status, **fields)
+        logger.info("run %d %s%s", run_id, status, f" ({fields})" if fields else "")
+        return run
+
+    def _prune(self) -> None:
+        with Session(self.engine) as session:
+            keep = {v for v in (registry.get_alias(session, registry.PRODUCTION),
+                                registry.get_alias(session, registry.PREVIOUS)) if v}
+        removed = self.store.prune(keep=keep, retain=self.settings.training.retain_versions)
+        if removed:
+            logger.info("pruned artifacts of %s", ", ".join(removed))
+
+    # ------------------------------------------------------------------ operator actions
+
+    def promote(self, version: str, *, actor: str, reason: str | None, force: bool = True) -> PromotionDecision:
+        """Force-promote ``version`` (recorded as forced, with the operator's reason).
+
+        Raises
+        ------
+        ActionRefused
+            Unknown or never-evaluated version, a failed artifact verification, or it is
+            already production; production is unchanged.
+        """
+        try:
+            with Session(self.engine) as session:
+                if registry.get_version(session, version) is None:
+                    raise ActionRefused(f"version {version!r} does not exist")
+            prepared = self.predictor.prepare(version)
+            with Session(self.engine) as session:
+                record = registry.promote(session, version=version, actor=actor, reason=reason, forced=force)
+        except (registry.RegistryError, ArtifactError, LearnerError) as exc:
+            raise ActionRefused(str(exc)) from exc
+        self._went_live(prepared, record)
+        return record
+
+    def rollback(self, *, actor: str, reason: str | None) -> PromotionDecision:
+        """Serve ``previous`` again. A second rollback in a row is refused (see storage.registry)."""
+        try:
+            with Session(self.engine) as session:
+                previous = registry.get_alias(session, registry.PREVIOUS)
+            if previous is None:
+                raise ActionRefused("no previous version to roll back to")
+            prepared = self.predictor.prepare(previous)
+            with Session(self.engine) as session:
+                record = registry.rollback(session, actor=actor, reason=reason)
+        except (registry.RegistryError, ArtifactError, LearnerError) as exc:
+            raise ActionRefused(str(exc)) from exc
+        self._went_live(prepared, record)
+        return record
+
+    def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> None:
+        """Serve the new production model, then tell the world (the DB already says so)."""
+        self.predictor.activate(prepared)
+        manifest = self.store.read_manifest(prepared.version)
+        event = {
+            "type": "promotion",
+            "version": prepared.version,
+            "parent": manifest.lineage.get("parent"),
+            "previous_production": record.production_before,
+            "outcome": record.outcome,
+            "forced": record.forced,
+            "actor": record.actor,
+            "reason": record.reason,
+            "metrics": {k: v for k, v in manifest.metrics.items() if k != "gate"},
+            "artifact": str(self.store.path_for(prepared.version)),
+            "checksum": manifest.checksum,
+            "time": datetime.now(timezone.utc).isoformat(),
+        }
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.publish(event)
+        except PublishError as exc:
+            # Production has moved and is serving; the event is a notification, so a
+            # broker outage must not undo the promotion. The failure is logged loudly.
+            logger.error("%s", exc)

@@ -1,0 +1,91 @@
+"""The production model behind ``/v1/predict``, swapped without a restart.
+
+A swap replaces one reference; a request takes that reference once at its start,
+so requests in flight during a promotion finish on the model they started with and
+none fails. The new model is fully loaded and verified before the swap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from learners.inference import predict
+from learners.model import LoadedClassifier, load_classifier
+from storage.artifacts import ArtifactStore
+
+__all__ = ["LoadedVersion", "NoProductionModel", "Prediction", "Predictor"]
+
+logger = logging.getLogger(__name__)
+
+
+class NoProductionModel(Exception):
+    """Nothing has been promoted yet."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    version: str
+    labels: list[str]
+    probabilities: list[dict[str, float]]
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A verified, loaded version, ready to serve."""
+
+    version: str
+    loaded: LoadedClassifier
+
+
+class Predictor:
+    """Holds the serving model; thread-safe."""
+
+    def __init__(self, store: ArtifactStore, *, batch_size: int = 64, top_k: int = 5) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.top_k = top_k
+        self._serving: LoadedVersion | None = None
+
+    @property
+    def version(self) -> str | None:
+        serving = self._serving
+        return serving.version if serving else None
+
+    @property
+    def serving(self) -> LoadedVersion | None:
+        return self._serving
+
+    def prepare(self, version: str) -> LoadedVersion:
+        """Verify and load ``version`` without serving it yet (the slow, fallible part).
+
+        Raises
+        ------
+        storage.artifacts.ArtifactError
+            The artifact is missing or fails verification.
+        learners.errors.ModelLoadError
+            The files verify but do not load.
+        """
+        self.store.verify(version)
+        return LoadedVersion(version, load_classifier(self.store.path_for(version)))
+
+    def activate(self, prepared: LoadedVersion) -> None:
+        """Serve ``prepared`` from the next request on (one reference swap)."""
+        self._serving = prepared
+        logger.info("serving model %s", prepared.version)
+
+    def clear(self) -> None:
+        self._serving = None
+
+    def predict(self, texts: Sequence[str]) -> Prediction:
+        """Labels and the top probabilities per text, from the model serving at call time."""
+        serving = self._serving
+        if serving is None:
+            raise NoProductionModel("no production model yet: nothing has been promoted")
+        result = predict(serving.loaded, texts, batch_size=self.batch_size)
+        probabilities = []
+        for row in result.probabilities:
+            ranked = sorted(range(len(row)), key=row.__getitem__, reverse=True)[: self.top_k]
+            probabilities.append({result.labels[i]: round(row[i], 6) for i in ranked})
+        return Prediction(serving.version, result.predicted_labels, probabilities)

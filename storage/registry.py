@@ -1,0 +1,233 @@
+"""The model registry: training runs, versions, evaluations, decisions and aliases.
+
+Production only moves through :func:`promote` (the gate's decision or an operator's
+forced promotion) and :func:`rollback`; each switches the ``production`` and
+``previous`` aliases and records the decision in one transaction, so the registry
+never shows a production model without the decision that put it there.
+
+Rollback semantics: ``production`` becomes the ``previous`` version and ``previous``
+is cleared, so a second rollback in a row is refused ("no previous version"): undoing
+a rollback is a deliberate force-promotion, never an accident of pressing twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlmodel import Session
+
+from storage.errors import StorageError
+from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingRun, utcnow
+
+__all__ = [
+    "PRODUCTION",
+    "PREVIOUS",
+    "EvaluationRow",
+    "RegistryError",
+    "create_run",
+    "finish_run",
+    "get_alias",
+    "get_run",
+    "get_version",
+    "latest_decisions",
+    "list_runs",
+    "list_versions",
+    "next_version_name",
+    "promote",
+    "record_decision",
+    "record_evaluations",
+    "record_version",
+    "rollback",
+    "set_run_fields",
+    "version_evaluations",
+]
+
+PRODUCTION = "production"
+PREVIOUS = "previous"
+_VERSION = re.compile(r"^v[0-9]{4,9}$")
+
+
+class RegistryError(StorageError):
+    """A registry operation was refused; the message says why (production is unchanged)."""
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    eval_set: str
+    metric: str
+    value: float
+    n: int
+    label: str = ""
+
+
+def next_version_name(session: Session) -> str:
+    """``v0001``, ``v0002``, ...: safe as a directory name, ordered as text and as numbers."""
+    names = session.execute(select(ModelVersion.name)).scalars().all()
+    numbers = [int(name[1:]) for name in names if _VERSION.match(name)]
+    return f"v{(max(numbers) + 1) if numbers else 1:04d}"
+
+
+def create_run(session: Session, *, trigger: str, requested_by: str | None = None) -> TrainingRun:
+    run = TrainingRun(trigger=trigger, requested_by=requested_by, status="running", steps=[])
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def get_run(session: Session, run_id: int) -> TrainingRun | None:
+    return session.get(TrainingRun, run_id)
+
+
+def set_run_fields(session: Session, *, run_id: int, step: dict[str, Any] | None = None, **fields: Any) -> TrainingRun:
+    """Update a run's fields and append ``step`` to its step log; commits."""
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise RegistryError(f"training run {run_id} does not exist")
+    for name, value in fields.items():
+        setattr(run, name, value)
+    if step is not None:
+        run.steps = [*run.steps, step]
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def finish_run(session: Session, *, run_id: int, status: str, outcome: str | None = None,
+               error_reason: str | None = None, error: str | None = None) -> TrainingRun:
+    return set_run_fields(session, run_id=run_id, status=status, outcome=outcome, error_reason=error_reason,
+                          error=error, finished_at=utcnow())
+
+
+def list_runs(session: Session, *, limit: int = 50) -> list[TrainingRun]:
+    query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)  # type: ignore[union-attr]
+    return list(session.execute(query).scalars())
+
+
+def record_version(session: Session, version: ModelVersion) -> ModelVersion:
+    if not _VERSION.match(version.name):
+        raise RegistryError(f"invalid version name {version.name!r}")
+    session.add(version)
+    session.commit()
+    session.refresh(version)
+    return version
+
+
+def get_version(session: Session, name: str) -> ModelVersion | None:
+    if not _VERSION.match(name):
+        return None
+    return session.get(ModelVersion, name)
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    return list(session.execute(select(ModelVersion).order_by(ModelVersion.name)).scalars())
+
+
+def record_evaluations(session: Session, *, run_id: int | None, version: str, rows: Iterable[EvaluationRow]) -> int:
+    count = 0
+    for row in rows:
+        session.add(Evaluation(run_id=run_id, version=version, eval_set=row.eval_set, metric=row.metric,
+                               label=row.label, value=float(row.value), n=row.n))
+        count += 1
+    session.commit()
+    return count
+
+
+def version_evaluations(session: Session, name: str) -> list[Evaluation]:
+    query = select(Evaluation).where(Evaluation.version == name).order_by(Evaluation.id)  # type: ignore[arg-type]
+    return list(session.execute(query).scalars())
+
+
+def get_alias(session: Session, name: str) -> str | None:
+    alias = session.get(Alias, name)
+    return alias.version if alias else None
+
+
+def _set_alias(session: Session, name: str, version: str | None) -> None:
+    if version is None:
+        session.execute(delete(Alias).where(Alias.name == name))  # type: ignore[arg-type]
+        return
+    alias = session.get(Alias, name)
+    if alias is None:
+        session.add(Alias(name=name, version=version))
+    else:
+        alias.version = version
+        alias.updated_at = utcnow()
+        session.add(alias)
+
+
+def record_decision(session: Session, *, candidate: str, outcome: str, run_id: int | None = None,
+                    checks: Sequence[dict[str, Any]] = (), actor: str = "gate", reason: str | None = None,
+                    forced: bool = False) -> PromotionDecision:
+    """Record a decision that does not move production (a rejection)."""
+    decision = PromotionDecision(run_id=run_id, candidate=candidate, production_before=get_alias(session, PRODUCTION),
+                                 outcome=outcome, forced=forced, actor=actor, reason=reason, checks=list(checks))
+    session.add(decision)
+    session.commit()
+    session.refresh(decision)
+    return decision
+
+
+def promote(session: Session, *, version: str, run_id: int | None = None, checks: Sequence[dict[str, Any]] = (),
+            actor: str = "gate", reason: str | None = None, forced: bool = False) -> PromotionDecision:
+    """Make ``version`` production (the old production becomes previous) and record why, atomically.
+
+    Raises
+    ------
+    RegistryError
+        The version does not exist, is already production, or (unless ``forced``) was
+        never evaluated.
+    """
+    if get_version(session, version) is None:
+        raise RegistryError(f"version {version!r} does not exist")
+    current = get_alias(session, PRODUCTION)
+    if current == version:
+        raise RegistryError(f"version {version} is already production")
+    evaluated = session.execute(
+        select(func.count()).select_from(Evaluation).where(Evaluation.version == version)  # type: ignore[arg-type]
+    ).scalar_one()
+    if not evaluated:
+        raise RegistryError(f"version {version} was never evaluated; it cannot be promoted")
+    decision = PromotionDecision(run_id=run_id, candidate=version, production_before=current,
+                                 outcome="forced" if forced else "promoted", forced=forced, actor=actor,
+                                 reason=reason, checks=list(checks))
+    session.add(decision)
+    _set_alias(session, PREVIOUS, current)
+    _set_alias(session, PRODUCTION, version)
+    session.commit()
+    session.refresh(decision)
+    return decision
+
+
+def rollback(session: Session, *, actor: str, reason: str | None = None) -> PromotionDecision:
+    """Restore ``previous`` as production and clear ``previous``.
+
+    Raises
+    ------
+    RegistryError
+        There is no previous version (nothing was promoted twice, or a rollback just happened).
+    """
+    previous = get_alias(session, PREVIOUS)
+    current = get_alias(session, PRODUCTION)
+    if previous is None or current is None:
+        raise RegistryError("no previous version to roll back to")
+    decision = PromotionDecision(candidate=previous, production_before=current, outcome="rolled_back",
+                                 forced=True, actor=actor, reason=reason, checks=[])
+    session.add(decision)
+    _set_alias(session, PRODUCTION, previous)
+    _set_alias(session, PREVIOUS, None)
+    session.commit()
+    session.refresh(decision)
+    return decision
+
+
+def latest_decisions(session: Session, *, version: str | None = None, limit: int = 50) -> list[PromotionDecision]:
+    query = select(PromotionDecision).order_by(PromotionDecision.id.desc()).limit(limit)  # type: ignore[union-attr]
+    if version is not None:
+        query = query.where(PromotionDecision.candidate == version)  # type: ignore[arg-type]
+    return list(session.execute(query).scalars())

@@ -1,0 +1,62 @@
+"""Queries over stored samples that training and evaluation need."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from storage.models import Label, Sample
+
+__all__ = ["StoredExample", "count_training_after", "examples_by_ids", "heldout_examples", "training_examples"]
+
+_IN_CHUNK = 500
+
+
+class StoredExample(NamedTuple):
+    sample_id: int
+    text: str
+    label: str
+
+
+def _select() -> object:
+    return select(Sample.id, Sample.text, Label.name).join(Label, Label.id == Sample.label_id)
+
+
+def training_examples(session: Session, *, after_id: int, up_to_id: int | None = None) -> list[StoredExample]:
+    """Training (never held-out) samples with ``after_id < id <= up_to_id``, oldest first."""
+    query = _select().where(Sample.held_out.is_(False), Sample.id > after_id)  # type: ignore[attr-defined,union-attr]
+    if up_to_id is not None:
+        query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
+    return [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]
+
+
+def count_training_after(session: Session, *, after_id: int) -> int:
+    query = select(func.count()).select_from(Sample).where(Sample.held_out.is_(False), Sample.id > after_id)  # type: ignore[attr-defined,operator]
+    return int(session.execute(query).scalar_one())
+
+
+def examples_by_ids(session: Session, ids: Sequence[int]) -> list[StoredExample]:
+    """The samples with these ids (missing ids are skipped), in id order."""
+    found: list[StoredExample] = []
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), _IN_CHUNK):
+        chunk = unique[start : start + _IN_CHUNK]
+        query = _select().where(Sample.id.in_(chunk))  # type: ignore[attr-defined,union-attr]
+        found.extend(StoredExample(*row) for row in session.execute(query))  # type: ignore[arg-type]
+    return sorted(found)
+
+
+def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
+                     up_to_id: int | None = None) -> list[StoredExample]:
+    """Held-out samples (of ``labels`` if given, up to ``up_to_id`` if given), oldest first."""
+    query = _select().where(Sample.held_out.is_(True))  # type: ignore[attr-defined,union-attr]
+    if up_to_id is not None:
+        query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
+    rows = [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]
+    if labels is not None:
+        wanted = set(labels)
+        rows = [row for row in rows if row.label in wanted]
+    return rows
