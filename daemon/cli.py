@@ -25,6 +25,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from daemon.broker import BrokerError, EmbeddedBroker, create_topics
+from daemon.client import ApiError, ControlClient
 from daemon.config import ConfigError, Settings, load_settings, masked_dump
 from daemon.logs import configure_logging
 from daemon.produce import ProduceError, produce_values, read_values
@@ -45,13 +46,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+models_app = typer.Typer(help="Model versions: list, show, promote, roll back (via the running daemon).",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
 _console = Console()
 _USER_ERRORS = (ConfigError, ProduceError, ValueError)
-_RUN_ERRORS = (StorageError, BrokerError, TimeoutError, RuntimeError, OSError, LearnerError)
+_RUN_ERRORS = (StorageError, BrokerError, TimeoutError, RuntimeError, OSError, LearnerError, ApiError)
 
 
 @contextmanager
@@ -324,6 +328,146 @@ def status(
             typer.echo(json.dumps(_summary_dict(summary), indent=2))
         else:
             _print_summary(summary)
+
+
+# ---------------------------------------------------------------------- talking to the daemon
+
+UrlOption = Annotated[str | None, typer.Option("--url", envvar="LIFELONG_URL",
+                                                help="Daemon API (default: http://<api.host>:<api.port>).")]
+TokenOption = Annotated[str | None, typer.Option("--token", envvar="LIFELONG_TOKEN",
+                                                  help="Bearer token (default: api.token or <data_dir>/api-token).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _client(ctx: typer.Context, url: str | None, token: str | None) -> ControlClient:
+    from daemon.runtime import token_file
+
+    settings = _settings(ctx)
+    if token is None and settings.api.token is not None:
+        token = settings.api.token.get_secret_value()
+    if token is None:
+        path = token_file(settings)
+        if not path.is_file():
+            raise ConfigError(f"no API token: pass --token, set LIFELONG_TOKEN or api.token (no {path})")
+        token = path.read_text(encoding="utf-8").strip()
+    return ControlClient(url or f"http://{settings.api.host}:{settings.api.port}", token)
+
+
+@models_app.command("list")
+def models_list(ctx: typer.Context, url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Every version with its lineage, aliases, headline metrics and decision."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        versions = client.request("GET", "/v1/models")
+        if as_json:
+            typer.echo(json.dumps(versions, indent=2))
+            return
+        table = Table("version", "parent", "strategy", "labels", "macro-F1 (all)", "accuracy (all)", "decision",
+                      "aliases")
+        for v in versions:
+            all_set = (v.get("metrics") or {}).get("all") or {}
+            table.add_row(v["version"], v["parent"] or "-", v["strategy"], str(v["labels"]),
+                          f"{all_set.get('macro_f1', float('nan')):.3f}", f"{all_set.get('accuracy', float('nan')):.3f}",
+                          v["decision"] or "-", ",".join(v["aliases"]))
+        _console.print(table)
+
+
+@models_app.command("show")
+def models_show(ctx: typer.Context, version: str, url: UrlOption = None, token: TokenOption = None,
+                as_json: JsonOption = False) -> None:
+    """One version: lineage, hyper-parameters, evaluation, and every decision with its checks."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        shown = client.request("GET", f"/v1/models/{version}")
+        if as_json:
+            typer.echo(json.dumps(shown, indent=2))
+            return
+        _console.print(f"[bold]{shown['version']}[/bold] parent={shown['parent']} strategy={shown['strategy']} "
+                       f"generation={shown['generation']} aliases={shown['aliases']} checksum={shown['checksum']}")
+        for decision in shown["decisions"]:
+            _console.print(f"- {decision['at']} {decision['outcome']} by {decision['actor']}: {decision['reason']}")
+            for check in decision["checks"]:
+                mark = "ok  " if check["passed"] else "FAIL"
+                _console.print(f"    {mark} {check['name']}: {check['detail']}")
+
+
+@models_app.command("promote")
+def models_promote(ctx: typer.Context, version: str,
+                   reason: Annotated[str, typer.Option(help="Why (recorded with the forced promotion).")],
+                   actor: Annotated[str, typer.Option(help="Who is promoting.")] = "operator",
+                   url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Force-promote a version past the gate (recorded as forced, with your reason)."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        result = client.request("POST", f"/v1/models/{version}/promote",
+                                {"force": True, "reason": reason, "actor": actor})
+        typer.echo(json.dumps(result) if as_json else f"production is now {result['production']} "
+                   f"(was {result['previous'] or 'none'})")
+
+
+@models_app.command("rollback")
+def models_rollback(ctx: typer.Context, reason: Annotated[str, typer.Option(help="Why (recorded).")],
+                    actor: Annotated[str, typer.Option(help="Who is rolling back.")] = "operator",
+                    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Serve the previous production version again (a second rollback in a row is refused)."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        result = client.request("POST", "/v1/rollback", {"reason": reason, "actor": actor})
+        typer.echo(json.dumps(result) if as_json else f"production is now {result['production']} "
+                   f"(rolled back from {result['rolled_back_from']})")
+
+
+@app.command()
+def predict(ctx: typer.Context, texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+            url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Labels and probabilities from the production model."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        result = client.request("POST", "/v1/predict", {"texts": texts})
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        for text, prediction in zip(texts, result["predictions"], strict=True):
+            top = ", ".join(f"{label} {p:.2f}" for label, p in list(prediction["probabilities"].items())[:3])
+            _console.print(f"{prediction['label']:<24} {text[:60]!r}  ({top})")
+        _console.print(f"model {result['version']}")
+
+
+@app.command()
+def retrain(ctx: typer.Context,
+            wait: Annotated[bool, typer.Option(help="Wait for the run to finish, showing progress.")] = False,
+            url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Start a retrain now (or get the one already running)."""
+    import time
+
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        ticket = client.request("POST", "/v1/retrain", {"requested_by": "cli"})
+        if not wait:
+            typer.echo(json.dumps(ticket) if as_json else
+                       f"run {ticket['run_id']} {'started' if ticket['started'] else 'already running'}")
+            return
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        with Progress(TextColumn("run {task.fields[run]} {task.fields[phase]}"), BarColumn(),
+                      TextColumn("{task.fields[rate]}"), console=_console, disable=as_json) as bar:
+            task = bar.add_task("retrain", total=None, run=ticket["run_id"], phase="starting", rate="")
+            while True:
+                run = client.request("GET", f"/v1/runs/{ticket['run_id']}")
+                if run["status"] != "running":
+                    break
+                progress = client.request("GET", "/v1/status").get("progress")
+                if progress:
+                    total = progress["epochs"] * progress["steps_per_epoch"]
+                    done = (progress["epoch"] - 1) * progress["steps_per_epoch"] + progress["step"]
+                    bar.update(task, total=total, completed=done, phase=f"epoch {progress['epoch']}/{progress['epochs']}",
+                               rate=f"{progress['examples_per_second']:.1f} ex/s")
+                else:
+                    bar.update(task, phase=(run["steps"][-1]["step"] + " done") if run["steps"] else "starting")
+                time.sleep(1.0)
+        if as_json:
+            typer.echo(json.dumps(run, indent=2))
+        else:
+            _console.print(f"run {run['id']}: {run['status']}"
+                           f"{' -> ' + run['outcome'] if run['outcome'] else ''}"
+                           f"{' (' + str(run['error_reason']) + ': ' + str(run['error']) + ')' if run['error_reason'] else ''}"
+                           f"; candidate {run['candidate_version'] or '-'}")
+        if run["status"] == "failed":
+            raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------- db / config

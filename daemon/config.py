@@ -50,6 +50,9 @@ __all__ = [
 #: Environment variable naming the YAML file when ``--config`` is not given.
 CONFIG_FILE_ENV = "LIFELONG_CONFIG_FILE"
 
+#: Variables the CLI reads itself (``LIFELONG_<name>``): the config file, the daemon's URL and token.
+_CLI_ENV = ("CONFIG_FILE", "URL", "TOKEN")
+
 _yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_yaml_data", default={})
 
 
@@ -322,11 +325,13 @@ def _describe(exc: ValidationError) -> str:
 def _unknown_env_keys() -> list[str]:
     # pydantic-settings silently ignores LIFELONG_* variables that match no field;
     # a misspelt variable must fail like a misspelt YAML key.
-    known = {name.upper() for name in Settings.model_fields} | {CONFIG_FILE_ENV[len("LIFELONG_"):]}
+    known = {name.upper() for name in Settings.model_fields} | set(_CLI_ENV)
     unknown = []
     for name in os.environ:
         if not name.startswith("LIFELONG_"):
             continue
+        if name.startswith("LIFELONG_TEST_"):
+            continue  # the test suite's own variables (e.g. LIFELONG_TEST_POSTGRES_URL)
         head, _, rest = name[len("LIFELONG_"):].partition("__")
         if head not in known:
             unknown.append(name)

@@ -108,9 +108,8 @@ def settings_for(
     ingest = {"retry_backoff_initial_s": 0.05, "retry_backoff_max_s": 0.5}
     ingest.update(overrides.pop("ingest", {}))
     database = {"url": database_url, **overrides.pop("database", {})}
-    return load_settings(
-        data_dir=tmp_path, kafka=kafka, ingest=ingest, database=database, api={"port": 0}, **overrides
-    )
+    api = {"port": 0, **overrides.pop("api", {})}
+    return load_settings(data_dir=tmp_path, kafka=kafka, ingest=ingest, database=database, api=api, **overrides)
 
 
 def produce(bootstrap_servers: str, topic: str, values: Iterable[bytes | None], *, partition: int | None = None) -> int:
