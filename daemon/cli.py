@@ -115,11 +115,12 @@ def demo(
     ),
     stages: Annotated[int, typer.Option(min=1, help="How many stages to stream the labels in.")] = 4,
     quick: Annotated[bool, typer.Option(help="Two stages, for a shorter run.")] = False,
-    fresh: Annotated[bool, typer.Option(help="Delete the work directory's database first.")] = True,
+    fresh: Annotated[bool, typer.Option(help="Delete the work directory's database and models first.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per stage.")] = False,
+    train: Annotated[bool, typer.Option(help="Retrain after each stage (--no-train: ingest only).")] = True,
 ) -> None:
-    """Run everything embedded and stream a sample dataset through it in stages."""
-    from daemon.demo import run_demo
+    """Run everything embedded, stream a sample dataset in stages and retrain after each."""
+    from daemon.demo import run_demo, write_demo_report
 
     with _errors_as_one_line():
         settings = _settings(
@@ -130,26 +131,54 @@ def demo(
             api={"port": 0},
         )
         if fresh:
+            import shutil
+
             for suffix in ("", "-wal", "-shm"):
                 (workdir / f"lifelong.db{suffix}").unlink(missing_ok=True)
+            shutil.rmtree(workdir / "models", ignore_errors=True)
 
-        def report(stage: str, summary: IngestSummary, info: dict[str, object]) -> None:
+        stage_rows: list[dict[str, Any]] = []
+
+        def report(stage: str, summary: IngestSummary, info: dict[str, Any]) -> None:
+            stage_rows.append({"stage": stage, **info, "status": _summary_dict(summary)})
             if as_json:
-                typer.echo(json.dumps({"stage": stage, **info, "status": _summary_dict(summary)}))
+                typer.echo(json.dumps(stage_rows[-1]))
                 return
             _console.print(
-                f"[bold]{stage}[/bold]: sent {info['sent']} records with {len(info['new_labels'])} new labels "  # type: ignore[arg-type]
-                f"in {info['seconds']}s -> stored {summary.counts.train} train / {summary.counts.held_out} "
-                f"held-out samples over {summary.counts.labels} labels, "
-                f"{sum(summary.dead_letters.values())} dead letters"
+                f"[bold]{stage}[/bold]: sent {info['sent']} records with {len(info['new_labels'])} new labels "
+                f"-> stored {summary.counts.train} train / {summary.counts.held_out} held-out samples over "
+                f"{summary.counts.labels} labels, {sum(summary.dead_letters.values())} dead letters"
             )
+            retrained = info.get("retrain")
+            if retrained:
+                _print_retrain(retrained)
+            _console.print(f"  ({info['seconds']}s)")
 
         summary = run_demo(
-            settings, data=data, stages=2 if quick else stages, include_bad_records=data is None, report=report
+            settings, data=data, stages=2 if quick else stages, include_bad_records=data is None, report=report,
+            train=train,
         )
+        report_path = write_demo_report(workdir, stage_rows)
         if not as_json:
             _print_summary(summary)
-            _console.print(f"database: {settings.database_url}  (inspect with: lifelong status -c <config>)")
+            _console.print(f"report: {report_path} (chart: {report_path.with_suffix('.png')})")
+            _console.print(f"database: {settings.database_url}  (inspect with: lifelong status)")
+
+
+def _print_retrain(retrained: dict[str, Any]) -> None:
+    run = retrained["run"]
+    if run.get("status") != "succeeded":
+        _console.print(f"  retrain: {run.get('status')} ({run.get('error_reason')}: {run.get('error')})")
+        return
+    evaluation = retrained.get("candidate") or {}
+    cand = (evaluation.get("candidate") or {}).get("all") or {}
+    prod = (evaluation.get("production") or {}).get("all") or {}
+    line = f"  candidate {run['candidate_version']}: accuracy {cand.get('accuracy', 0):.3f}, macro-F1 {cand.get('macro_f1', 0):.3f}"
+    if prod:
+        line += f" | production: accuracy {prod.get('accuracy', 0):.3f}, macro-F1 {prod.get('macro_f1', 0):.3f}"
+    _console.print(line + f" -> [bold]{run['outcome']}[/bold]; serving {retrained['production']}")
+    for check in (retrained.get("gate") or {}).get("checks", []):
+        _console.print(f"    {'ok  ' if check['passed'] else 'FAIL'} {check['detail']}")
 
 
 # ---------------------------------------------------------------------- broker / produce

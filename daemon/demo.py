@@ -1,8 +1,9 @@
 """``lifelong demo``: the whole daemon on embedded defaults, fed a sample dataset in stages.
 
-Each stage brings labels the daemon has not seen; the demo waits until everything
-sent is stored and reports what arrived. Training, evaluation and promotion join
-the stages as those capabilities land (issues #3-#5).
+Each stage brings labels the daemon has not seen. The demo waits until everything
+sent is stored, asks the daemon to retrain (the same single-flight path as
+``POST /v1/retrain``), and reports what arrived, the candidate's and production's
+held-out metrics, and the gate's decision with its reasons.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -24,7 +26,7 @@ from daemon.runtime import Daemon
 from storage.ingest_store import load_offsets
 from storage.stats import IngestSummary, ingest_summary
 
-__all__ = ["DemoStage", "bundled_sample", "plan_stages", "run_demo"]
+__all__ = ["DemoStage", "bundled_sample", "plan_stages", "run_demo", "write_demo_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,23 @@ def _wait_until_stored(daemon: Daemon, expected: int, timeout_s: float) -> Engin
     raise TimeoutError(f"ingestion did not catch up with {expected} records within {timeout_s:.0f}s")
 
 
+def _retrain(daemon: Daemon) -> dict[str, object]:
+    """Run one retrain cycle to its end and describe it."""
+    from daemon.views import model_view, run_view
+    from storage import registry
+
+    ticket = daemon.coordinator.request(trigger="demo", requested_by="demo")
+    daemon.coordinator.wait()
+    with Session(daemon._engine()) as session:
+        run = registry.get_run(session, ticket.run_id)
+        described = run_view(run) if run else {}
+        version = registry.get_version(session, run.candidate_version) if run and run.candidate_version else None
+        model = model_view(session, version, detail=True) if version else None
+    gate = (model or {}).get("evaluation", {}).get("gate") if model else None
+    return {"run": described, "candidate": (model or {}).get("evaluation"), "gate": gate,
+            "production": daemon.predictor.version}
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -100,9 +119,10 @@ def run_demo(
     stages: int,
     include_bad_records: bool,
     report: Callable[[str, IngestSummary, dict[str, object]], None],
+    train: bool = True,
     timeout_s: float = 120.0,
 ) -> IngestSummary:
-    """Start a daemon, stream ``data`` in ``stages`` and call ``report`` after each stage."""
+    """Start a daemon, stream ``data`` in ``stages``, retrain after each, call ``report``."""
     planned = plan_stages(data or bundled_sample(), stages)
     if include_bad_records:
         bad = list(read_values(_bundled_bad_records()))
@@ -123,18 +143,73 @@ def run_demo(
             engine = _wait_until_stored(daemon, sent_total, timeout_s)
             with Session(engine) as session:
                 summary = ingest_summary(session)
-            report(
-                stage.name,
-                summary,
-                {
-                    "sent": len(stage.values),
-                    "new_labels": stage.labels,
-                    "seconds": round(time.monotonic() - started, 2),
-                    "api": daemon.api_url,
-                },
-            )
+            info: dict[str, object] = {"sent": len(stage.values), "new_labels": stage.labels, "api": daemon.api_url}
+            if train:
+                info["retrain"] = _retrain(daemon)
+            info["seconds"] = round(time.monotonic() - started, 2)
+            report(stage.name, summary, info)
         if summary is None:  # pragma: no cover - plan_stages returns at least one stage
             raise RuntimeError("no stages")
         return summary
     finally:
         daemon.stop()
+
+
+def _all_set(retrained: dict[str, Any] | None, side: str) -> dict[str, Any]:
+    evaluation = (retrained or {}).get("candidate") or {}
+    return (evaluation.get(side) or {}).get("all") or {}
+
+
+def write_demo_report(workdir: Path, stages: list[dict[str, Any]]) -> Path:
+    """A markdown summary of the stages and a PNG of held-out accuracy per stage."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# lifelong demo",
+        "",
+        "| stage | new labels | samples (train / held-out) | candidate | accuracy | macro-F1 | production before "
+        "| outcome | serving | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    accuracy: list[float | None] = []
+    for row in stages:
+        retrained = row.get("retrain") or {}
+        run = retrained.get("run") or {}
+        cand, prod = _all_set(retrained, "candidate"), _all_set(retrained, "production")
+        samples = row["status"]["samples"]
+        lines.append(
+            f"| {row['stage']} | {len(row['new_labels'])} | {samples['train']} / {samples['held_out']} "
+            f"| {run.get('candidate_version') or '-'} | {cand.get('accuracy', float('nan')):.3f} "
+            f"| {cand.get('macro_f1', float('nan')):.3f} | {prod.get('accuracy', float('nan')):.3f} "
+            f"| {run.get('outcome') or run.get('status') or 'not trained'} | {retrained.get('production') or '-'} "
+            f"| {row['seconds']} |"
+        )
+        accuracy.append(cand.get("accuracy"))
+        checks = ((retrained.get("gate") or {}).get("checks")) or []
+        if checks:
+            lines.append("| | " + "<br>".join(("ok " if c["passed"] else "FAIL ") + c["detail"] for c in checks)
+                         + " | | | | | | | | |")
+    path = workdir / "demo-report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _chart(path.with_suffix(".png"), [row["stage"] for row in stages], accuracy)
+    return path
+
+
+def _chart(path: Path, stages: list[str], accuracy: list[float | None]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    points = [(i, a) for i, a in enumerate(accuracy) if a is not None]
+    if points:
+        axis.plot([i for i, _ in points], [a for _, a in points], marker="o", label="candidate, all held-out labels")
+    axis.set_xticks(range(len(stages)), stages)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("held-out accuracy")
+    axis.set_title("lifelong demo: accuracy per stage")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

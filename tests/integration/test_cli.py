@@ -83,7 +83,7 @@ class TestProduce:
 
 class TestDemo:
     def test_demo_quick_streams_the_bundled_sample_in_stages(self, tmp_path: Path) -> None:
-        result = lifelong("demo", "--quick", "--json", "--workdir", str(tmp_path / "demo"), timeout=300)
+        result = lifelong("demo", "--quick", "--json", "--no-train", "--workdir", str(tmp_path / "demo"), timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         stages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         assert [s["stage"] for s in stages] == ["stage 1", "stage 2"]
@@ -99,6 +99,31 @@ class TestDemo:
         status = lifelong("status", "--json", env={"LIFELONG_DATA_DIR": str(tmp_path / "demo")})
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["samples"]["total"] == 1200
+
+    def test_demo_retrains_after_each_stage_and_reports(self, tmp_path: Path) -> None:
+        from tests.tiny_model import build_tiny_bert, synthetic_examples
+
+        labels = ["c0", "c1", "c2", "c3"]
+        base = build_tiny_bert(tmp_path / "tiny", labels)
+        data = tmp_path / "stream.jsonl"
+        data.write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n"
+                                for label in labels for e in synthetic_examples([label], 50, seed=len(label))))
+        env = {"LIFELONG_TRAINING__BASE_MODEL": str(base), "LIFELONG_TRAINING__STRATEGY__LEARNING_RATE": "0.005",
+               "LIFELONG_TRAINING__STRATEGY__EPOCHS": "6", "LIFELONG_TRAINING__STRATEGY__MAX_LENGTH": "24"}
+        workdir = tmp_path / "demo"
+        result = lifelong("demo", "--data", str(data), "--stages", "2", "--json", "--workdir", str(workdir),
+                          env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        stages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        first, second = (s["retrain"] for s in stages)
+        assert (first["run"]["status"], first["run"]["outcome"], first["production"]) == (
+            "succeeded", "promoted", "v0001")
+        assert second["run"]["candidate_version"] == "v0002"
+        assert second["run"]["outcome"] in ("promoted", "rejected")
+        assert [c["name"] for c in second["gate"]["checks"]][:2] == ["eval_samples", "primary_improvement"]
+        report = (workdir / "demo-report.md").read_text()
+        assert "| stage 1 | 2 |" in report and "v0002" in report
+        assert (workdir / "demo-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 class TestTrain:
