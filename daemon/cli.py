@@ -129,6 +129,8 @@ def demo(
             database={"url": f"sqlite:///{workdir / 'lifelong.db'}", "auto_migrate": True},
             kafka={"bootstrap_servers": None},
             api={"port": 0},
+            # The demo narrates on stdout; its logs stay at WARNING unless --log-level says otherwise.
+            logging={"level": "WARNING"},
         )
         if fresh:
             import shutil
