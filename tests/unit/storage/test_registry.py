@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from storage import registry
+from storage.engine import make_engine, upgrade
+from storage.models import ModelVersion
+
+
+@pytest.fixture
+def session(tmp_path: Path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(engine)
+    with Session(engine) as s:
+        yield s
+    engine.dispose()
+
+
+def _version(session: Session, name: str, *, evaluated: bool = True) -> None:
+    registry.record_version(session, ModelVersion(name=name, strategy="replay", artifact_path=f"/m/{name}",
+                                                  checksum="0" * 64))
+    if evaluated:
+        registry.record_evaluations(session, run_id=None, version=name,
+                                    rows=[registry.EvaluationRow("all", "macro_f1", 0.9, 10)])
+
+
+class TestVersionNames:
+    def test_next_version_name_counts_up(self, session: Session) -> None:
+        assert registry.next_version_name(session) == "v0001"
+        _version(session, "v0001")
+        _version(session, "v0002")
+        assert registry.next_version_name(session) == "v0003"
+
+    def test_record_version_refuses_unsafe_names(self, session: Session) -> None:
+        with pytest.raises(registry.RegistryError, match=r"invalid version name '\.\./x'"):
+            registry.record_version(session, ModelVersion(name="../x", strategy="s", artifact_path="p", checksum="c"))
+
+    def test_get_version_of_unsafe_name_is_none(self, session: Session) -> None:
+        assert registry.get_version(session, "../../etc") is None
+
+
+class TestPromote:
+    def test_promote_moves_production_to_previous_and_records_why(self, session: Session) -> None:
+        _version(session, "v0001")
+        _version(session, "v0002")
+        registry.promote(session, version="v0001", checks=[{"name": "min_absolute", "passed": True}])
+        decision = registry.promote(session, version="v0002", actor="gate", reason="better")
+        assert (registry.get_alias(session, "production"), registry.get_alias(session, "previous")) == ("v0002", "v0001")
+        assert (decision.outcome, decision.production_before, decision.forced) == ("promoted", "v0001", False)
+
+    def test_promote_refuses_unknown_unevaluated_and_current(self, session: Session) -> None:
+        _version(session, "v0001")
+        _version(session, "v0002", evaluated=False)
+        with pytest.raises(registry.RegistryError, match="version 'v0009' does not exist"):
+            registry.promote(session, version="v0009")
+        with pytest.raises(registry.RegistryError, match="version v0002 was never evaluated; it cannot be promoted"):
+            registry.promote(session, version="v0002", forced=True)
+        registry.promote(session, version="v0001")
+        with pytest.raises(registry.RegistryError, match="version v0001 is already production"):
+            registry.promote(session, version="v0001")
+        assert registry.get_alias(session, "production") == "v0001"
+
+    def test_forced_promotion_is_recorded_as_forced(self, session: Session) -> None:
+        _version(session, "v0001")
+        decision = registry.promote(session, version="v0001", actor="alice", reason="hotfix", forced=True)
+        assert (decision.outcome, decision.forced, decision.actor, decision.reason) == (
+            "forced", True, "alice", "hotfix")
+
+
+class TestRollback:
+    def test_rollback_restores_previous_and_a_second_is_refused(self, session: Session) -> None:
+        _version(session, "v0001")
+        _version(session, "v0002")
+        registry.promote(session, version="v0001")
+        registry.promote(session, version="v0002")
+        decision = registry.rollback(session, actor="bob", reason="bad")
+        assert (decision.candidate, decision.production_before, decision.outcome) == ("v0001", "v0002", "rolled_back")
+        assert (registry.get_alias(session, "production"), registry.get_alias(session, "previous")) == ("v0001", None)
+        with pytest.raises(registry.RegistryError, match="no previous version to roll back to"):
+            registry.rollback(session, actor="bob")
+        assert registry.get_alias(session, "production") == "v0001"
+
+    def test_rollback_without_any_promotion_is_refused(self, session: Session) -> None:
+        with pytest.raises(registry.RegistryError, match="no previous version to roll back to"):
+            registry.rollback(session, actor="bob")
