@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from daemon.broker import EmbeddedBroker
+from storage.engine import head_revision
 from tests.conftest import running_ingestor, settings_for
 
 
@@ -51,7 +52,7 @@ class TestRunRefusesOldSchema:
         env = {"LIFELONG_DATA_DIR": str(tmp_path)}
         upgraded = lifelong("db", "upgrade", env=env)
         assert upgraded.returncode == 0, upgraded.stderr
-        assert "database at revision 0001 (was empty)" in upgraded.stdout
+        assert f"database at revision {head_revision()} (was empty)" in upgraded.stdout
         status = lifelong("status", "--json", env=env)
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout) == {
