@@ -187,11 +187,18 @@ class _TextStrategy(SupervisedTemplate):
 
 
 def _param_data(name: str, tensor: Tensor, shape: torch.Size, device: torch.device) -> ParamData:
-    """ParamData holding ``tensor`` zero-padded to ``shape`` (the head may have grown since)."""
-    data = ParamData(name, init_tensor=tensor.to(device))
-    if tuple(data.shape) != tuple(shape):
-        data.expand(shape)
-    return data
+    """ParamData holding ``tensor`` zero-padded to ``shape`` (the head may have grown since).
+
+    Padded here rather than with ``ParamData.expand``, which indexes with a list of
+    slices, an indexing form torch has deprecated.
+    """
+    if tuple(tensor.shape) != tuple(shape):
+        if len(tensor.shape) != len(shape) or any(old > new for old, new in zip(tensor.shape, shape, strict=True)):
+            raise ValueError(f"cannot pad {name} from {tuple(tensor.shape)} to {tuple(shape)}")
+        padded = torch.zeros(tuple(shape), dtype=tensor.dtype)
+        padded[tuple(slice(0, n) for n in tensor.shape)] = tensor
+        tensor = padded
+    return ParamData(name, init_tensor=tensor.to(device))
 
 
 def build_strategy(
