@@ -45,12 +45,13 @@ was quiet, in which case the report says so. On a quiet machine the remaining no
 is a couple of percent per pair: each run shuffles its own batches, so the padded
 length a run computes on varies (about 0.9% standard deviation for the default data).
 
-For ``--strategy replay`` (and ``agem``) the run gets ``--replay-examples`` replay
-examples from other intents, and the plain loop mirrors Avalanche's replay loader: each
-step is ``--batch-size`` new examples plus ``replay_batch_size`` examples drawn from a
-reshuffled, cycled memory, padded together. Other strategies (``ewc``, ``lwf``, ``si``)
-have no plain counterpart; against the plain (naive) loop their ratio is the cost of
-the strategy itself.
+For the replay strategies (and ``agem``) the run gets ``--replay-examples`` replay
+examples from other intents. With replay the plain loop mirrors Avalanche's replay
+loader: each step is ``--batch-size`` new examples plus ``--replay-batch-size``
+examples drawn from a reshuffled, cycled memory, padded together. The other components
+(``ewc``, ``lwf``, ``si``, ``agem``) have no plain counterpart; against the plain loop
+(naive, or replay for ``replay+ewc``/``replay+lwf``) their ratio is the cost of the
+strategy itself.
 
 Run from the repository root::
 
@@ -112,8 +113,9 @@ RATIO_TARGET = 0.9
 #: rerun and left out of the medians.
 BUSY_CORES = 0.1
 DEFAULT_DATASET = Path("/work/shared/datasets/clinc150/data_full.json")
-#: Strategies whose Avalanche loop draws replayed examples into each minibatch.
-_MEMORY_STRATEGIES = ("replay", "replay+lwf", "replay+ewc", "agem")
+#: Components that read the replay memory the caller hands in. Only ``replay`` puts
+#: memory examples into the minibatches (AGEM computes reference gradients on its own).
+_MEMORY_COMPONENTS = ("replay", "agem")
 
 
 # ---------------------------------------------------------------------------- data
@@ -410,9 +412,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         name=args.strategy, learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
         replay_batch_size=args.replay_batch_size, max_length=args.max_length, seed=args.seed,
     )
-    use_memory = config.name in _MEMORY_STRATEGIES
+    needs_memory = any(component in _MEMORY_COMPONENTS for component in config.components)
+    use_memory = "replay" in config.components  # the plain loop appends memory examples to its batches
     train, replay = load_clinc(args.dataset, intents=args.intents, examples=args.examples,
-                               replay_examples=args.replay_examples if use_memory else 0, seed=args.seed)
+                               replay_examples=args.replay_examples if needs_memory else 0, seed=args.seed)
     logger.info("data: %d training utterances over %d intents, %d replay utterances; model %s; "
                 "strategy %s; batch %d; %d epoch(s); max_length %d; %d torch threads; device %s",
                 len(train), args.intents, len(replay), model_path, config.name, config.batch_size,
