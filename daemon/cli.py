@@ -278,7 +278,7 @@ def train(
         spec = TrainingSpec(
             output_dir=output, train=examples, strategy=config, buffer=training.buffer.to_config(),
             parent_dir=parent, base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
-            device=training.device,
+            device=training.device, torch_threads=training.torch_threads,
         )
         columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[rate]:.1f} ex/s loss {task.fields[loss]:.3f}"), TimeRemainingColumn())

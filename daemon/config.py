@@ -224,6 +224,9 @@ class TrainingSettings(_Section):
     timeout_s: float = Field(default=3600.0, gt=0)
     #: "cpu", "cuda", "cuda:1"; unset picks CUDA when present.
     device: str | None = None
+    #: torch threads of the training worker; unset uses every core. Set it below the
+    #: core count when heavy ingestion shares a small machine with training.
+    torch_threads: int | None = Field(default=None, ge=1, le=1024)
     #: Artifacts kept besides production and previous (newest first); older ones are pruned.
     retain_versions: int = Field(default=10, ge=0)
 

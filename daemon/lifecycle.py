@@ -132,7 +132,7 @@ class Lifecycle:
                 buffer=training.buffer.to_config(),
                 parent_dir=self.store.path_for(parent.name) if parent else None,
                 base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
-                device=training.device,
+                device=training.device, torch_threads=training.torch_threads,
             )
             try:
                 result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress).run()

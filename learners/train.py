@@ -71,6 +71,10 @@ class TrainingSpec:
     #: Labels with fewer training examples than this are trained on but flagged.
     min_samples_per_label: int = 5
     device: str | None = None
+    #: torch intra-op threads for this run; ``None`` keeps torch's default (all cores).
+    #: On a small machine shared with ingestion, fewer threads than cores avoids the
+    #: collapse that oversubscribed intra-op threads suffer when another process is busy.
+    torch_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,8 @@ def train_candidate(
         )
 
     _seed_everything(config.seed + parent.generation)
+    if spec.torch_threads is not None:
+        torch.set_num_threads(spec.torch_threads)
     device = pick_device(spec.device)
     model = loaded.model
     parent_model = None
@@ -239,6 +245,7 @@ def train_candidate(
         "new_labels": new_labels,
         "examples_trained": examples,
         "examples_per_second": result.examples_per_second,
+        "torch_threads": torch.get_num_threads(),
     }
     (out / STATE_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     logger.info("trained generation %d on %d examples (%d new labels) at %.1f examples/s",

@@ -53,6 +53,15 @@ class TestWorkerSuccess:
         assert all(r.examples_per_second > 0 for r in reports)
         assert _leftovers(tmp_path) == []
 
+    def test_torch_threads_setting_reaches_the_worker(self, tiny_bert: Path, tmp_path: Path) -> None:
+        import dataclasses
+        import json
+
+        spec = dataclasses.replace(_spec(tiny_bert, tmp_path / "v1", examples=5, epochs=1), torch_threads=1)
+        result = TrainingWorker(spec, timeout_s=300).run()
+        assert json.loads((tmp_path / "v1" / "learner_state.json").read_text())["torch_threads"] == 1
+        assert result.status == "trained"
+
     def test_existing_output_is_refused(self, tiny_bert: Path, tmp_path: Path) -> None:
         (tmp_path / "v1").mkdir()
         with pytest.raises(TrainingFailed, match="output_exists"):
