@@ -216,7 +216,7 @@ class Lifecycle:
                                batch_size=evaluation.batch_size)
 
     def _apply(self, version: str, decision: Decision, run_id: int) -> str:
-        checks = [check for check in decision.to_dict()["checks"]]
+        checks = decision.to_dict()["checks"]
         if not decision.promote:
             with Session(self.engine) as session:
                 registry.record_decision(session, candidate=version, outcome="rejected", run_id=run_id, checks=checks,

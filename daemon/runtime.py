@@ -28,6 +28,7 @@ from daemon.config import Settings
 from daemon.ingest import Ingestor
 from daemon.metrics import Metrics
 from daemon.views import model_view, run_view, status_view
+from storage import registry
 from storage.engine import ensure_schema_current, make_engine, upgrade
 from storage.errors import SchemaError
 
@@ -218,14 +219,10 @@ class Daemon:
                                progress=self.coordinator.last_progress if self.coordinator else None)
 
     def list_models(self) -> list[dict[str, Any]]:
-        from storage import registry
-
         with self._session() as session:
             return [model_view(session, v, detail=False) for v in registry.list_versions(session)]
 
     def show_model(self, version: str) -> dict[str, Any] | None:
-        from storage import registry
-
         with self._session() as session:
             found = registry.get_version(session, version)
             return model_view(session, found, detail=True) if found else None
@@ -255,14 +252,10 @@ class Daemon:
         return {"run_id": ticket.run_id, "started": ticket.started}
 
     def list_runs(self, limit: int) -> list[dict[str, Any]]:
-        from storage import registry
-
         with self._session() as session:
             return [run_view(run) for run in registry.list_runs(session, limit=limit)]
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
-        from storage import registry
-
         with self._session() as session:
             run = registry.get_run(session, run_id)
             return run_view(run) if run else None

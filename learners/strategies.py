@@ -19,6 +19,7 @@ No Avalanche type leaves this module.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,16 +110,12 @@ class _ProgressPlugin(SupervisedPlugin):
         self.loss_n = 0
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        import time
-
         self.started = self.last_report = time.perf_counter()
 
     def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         self.step = 0
 
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
-        import time
-
         self.step += 1
         self.examples += int(strategy.mb_y.shape[0])
         self.loss_sum += float(strategy.loss.detach())
@@ -130,17 +127,16 @@ class _ProgressPlugin(SupervisedPlugin):
             self._report(strategy, now)
 
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
-        import time
-
         if self.callback is not None:
             self._report(strategy, time.perf_counter())
 
     def _report(self, strategy: Any, now: float) -> None:
+        if self.callback is None:
+            return
         elapsed = max(now - self.started, 1e-9)
         loss = self.loss_sum / max(self.loss_n, 1)
         self.loss_sum, self.loss_n = 0.0, 0
         self.last_report = now
-        assert self.callback is not None  # checked by callers
         self.callback(
             Progress(
                 epoch=int(strategy.clock.train_exp_epochs) + 1,
