@@ -81,10 +81,13 @@ class Lifecycle:
     # ------------------------------------------------------------------ start-up
 
     def restore_serving(self) -> str | None:
-        """Serve the registry's production version (at daemon start); returns it."""
+        """At daemon start: close runs a previous process left running, serve production; returns it."""
         remove_partial_outputs(self.store.incoming_dir())
         with Session(self.engine) as session:
+            interrupted = registry.fail_interrupted_runs(session)
             version = registry.get_alias(session, registry.PRODUCTION)
+        if interrupted:
+            logger.warning("runs %s were interrupted by a stop and are recorded as failed", interrupted)
         if version is None:
             return None
         try:

@@ -29,6 +29,7 @@ __all__ = [
     "EvaluationRow",
     "RegistryError",
     "create_run",
+    "fail_interrupted_runs",
     "finish_run",
     "get_alias",
     "get_run",
@@ -102,6 +103,23 @@ def finish_run(session: Session, *, run_id: int, status: str, outcome: str | Non
                error_reason: str | None = None, error: str | None = None) -> TrainingRun:
     return set_run_fields(session, run_id=run_id, status=status, outcome=outcome, error_reason=error_reason,
                           error=error, finished_at=utcnow())
+
+
+def fail_interrupted_runs(session: Session) -> list[int]:
+    """Mark runs still ``running`` as failed (``interrupted``); call at start, before any run begins.
+
+    A daemon killed mid-run cannot record the end of its run; without this the run
+    would claim to be running forever.
+    """
+    runs = list(session.execute(select(TrainingRun).where(TrainingRun.status == "running")).scalars())  # type: ignore[arg-type]
+    for run in runs:
+        run.status = "failed"
+        run.error_reason = "interrupted"
+        run.error = "the daemon stopped before the run finished"
+        run.finished_at = utcnow()
+        session.add(run)
+    session.commit()
+    return [int(run.id or 0) for run in runs]
 
 
 def list_runs(session: Session, *, limit: int = 50) -> list[TrainingRun]:

@@ -82,6 +82,20 @@ class TestFirstModel:
         assert (run.status, run.error_reason, run.candidate_version) == ("skipped", "no_new_data", None)
 
 
+class TestRestart:
+    def test_restart_records_a_run_left_running_as_interrupted(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path
+    ) -> None:
+        settings = _settings(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        first = _lifecycle(settings)
+        run_id = first.begin_run(trigger="manual")  # the process "dies" here, before execute()
+        second = _lifecycle(settings)
+        assert second.restore_serving() is None
+        with Session(second.engine) as session:
+            run = registry.get_run(session, run_id)
+        assert (run.status, run.error_reason) == ("failed", "interrupted")
+
+
 class TestGateDecisions:
     def _first(self, broker, topic, url, tmp_path, tiny_bert, strategy="replay"):
         settings = _settings(broker, topic, url, tmp_path, tiny_bert, strategy=strategy)

@@ -86,3 +86,16 @@ class TestRollback:
     def test_rollback_without_any_promotion_is_refused(self, session: Session) -> None:
         with pytest.raises(registry.RegistryError, match="no previous version to roll back to"):
             registry.rollback(session, actor="bob")
+
+
+class TestInterruptedRuns:
+    def test_fail_interrupted_runs_closes_only_running_runs(self, session: Session) -> None:
+        running = registry.create_run(session, trigger="manual")
+        done = registry.create_run(session, trigger="schedule")
+        registry.finish_run(session, run_id=int(done.id or 0), status="succeeded", outcome="promoted")
+        assert registry.fail_interrupted_runs(session) == [running.id]
+        closed = registry.get_run(session, int(running.id or 0))
+        assert (closed.status, closed.error_reason) == ("failed", "interrupted")
+        assert closed.finished_at is not None
+        assert registry.get_run(session, int(done.id or 0)).status == "succeeded"
+        assert registry.fail_interrupted_runs(session) == []
