@@ -249,18 +249,27 @@ class Lifecycle:
     # ------------------------------------------------------------------ operator actions
 
     def promote(self, version: str, *, actor: str, reason: str | None, force: bool = True) -> PromotionDecision:
-        """Force-promote ``version`` (recorded as forced, with the operator's reason).
+        """Operator promotion of ``version``, recorded with the operator's reason.
+
+        With ``force`` the gate is bypassed and the decision recorded as forced; without
+        it, only a version the gate approved can be promoted (e.g. after a rollback).
 
         Raises
         ------
         ActionRefused
-            Unknown or never-evaluated version, a failed artifact verification, or it is
-            already production; production is unchanged.
+            Unknown or never-evaluated version, a gate rejection without ``force``, a
+            failed artifact verification, or it is already production; production is
+            unchanged.
         """
         try:
             with Session(self.engine) as session:
-                if registry.get_version(session, version) is None:
+                found = registry.get_version(session, version)
+                if found is None:
                     raise ActionRefused(f"version {version!r} does not exist")
+                gate = found.metrics.get("gate") or {}
+                if not force and not gate.get("promote", False):
+                    raise ActionRefused(f"the gate did not approve {version} ({gate.get('summary', 'no decision')}); "
+                                        "promote it with force to override")
             prepared = self.predictor.prepare(version)
             with Session(self.engine) as session:
                 record = registry.promote(session, version=version, actor=actor, reason=reason, forced=force)

@@ -133,6 +133,10 @@ class TestGateDecisions:
         failed = {c["name"] for c in decision.checks if not c["passed"]}
         assert decision.outcome == "rejected"
         assert "old_label_forgetting" in failed
+        # Without force, an operator cannot promote what the gate rejected.
+        with pytest.raises(ActionRefused, match=r"the gate did not approve v0002 \(reject: .*old_label_forgetting"):
+            lifecycle.promote("v0002", actor="alice", reason="looks fine to me", force=False)
+        assert lifecycle.predictor.version == "v0001"
         new_label_f1 = json.dumps(decision.checks)
         assert "old_labels" in new_label_f1
 
