@@ -9,15 +9,61 @@ before the first event — rate() and absent() alerts depend on that.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
 
 from daemon.records import Reason
 
-__all__ = ["DUPLICATE_KINDS", "Metrics"]
+__all__ = [
+    "DUPLICATE_KINDS",
+    "EVAL_SETS",
+    "MODEL_ROLES",
+    "PREDICT_RESULTS",
+    "PROMOTION_KINDS",
+    "RUN_OUTCOMES",
+    "TRIGGER_REASONS",
+    "TRIGGER_RESULTS",
+    "MetricDoc",
+    "Metrics",
+    "catalog",
+]
 
 #: Why a record was skipped as already stored.
 DUPLICATE_KINDS = ("position", "content")
+#: How a training run ended: a candidate promoted or rejected by the gate, nothing to
+#: train on (skipped), an error (failed) or a stop/operator cancellation (cancelled).
+RUN_OUTCOMES = ("promoted", "rejected", "skipped", "failed", "cancelled")
+#: What asked for a retrain.
+TRIGGER_REASONS = ("schedule", "volume", "manual")
+#: What a trigger did: started a run, joined the active one, was deferred by the minimum
+#: gap between runs, or was refused (this daemon does not hold the training lease).
+TRIGGER_RESULTS = ("started", "joined", "deferred", "refused")
+#: Held-out evaluation sets (see daemon.evaluation).
+EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
+#: Whose evaluation a quality gauge holds.
+MODEL_ROLES = ("production", "candidate")
+#: How production came to be: through the gate, forced by an operator, or an operator
+#: promoting a version the gate had approved.
+PROMOTION_KINDS = ("gate", "forced", "operator")
+#: How a predict request ended (HTTP 200, 503 no model, 4xx rejected input).
+PREDICT_RESULTS = ("ok", "unavailable", "rejected")
+
+_SECONDS_BUCKETS_TRAINING = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+_SECONDS_BUCKETS_PREDICT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass(frozen=True)
+class MetricDoc:
+    """One exported metric family, as documented in deploy/METRICS.md."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
 
 
 class Metrics:
@@ -74,9 +120,180 @@ class Metrics:
         )
         self.labels_stored = Gauge("lifelong_labels_stored", "Distinct labels in the database.", registry=r)
 
+        # ---------------------------------------------------------------- training
+        self.training_runs = Counter(
+            "lifelong_training_runs", "Training runs finished, by outcome.", ["outcome"], registry=r
+        )
+        self.training_duration = Histogram(
+            "lifelong_training_duration_seconds",
+            "Wall time of a training run from start to its recorded end (snapshot, train, evaluate, decide).",
+            buckets=_SECONDS_BUCKETS_TRAINING,
+            registry=r,
+        )
+        self.training_examples_per_second = Gauge(
+            "lifelong_training_examples_per_second",
+            "Training throughput of the active run as last reported by the worker (of the last run when idle).",
+            registry=r,
+        )
+        self.training_in_progress = Gauge(
+            "lifelong_training_in_progress", "1 while a training run is active in this daemon, else 0.", registry=r
+        )
+        self.training_last_success_timestamp = Gauge(
+            "lifelong_training_last_success_timestamp_seconds",
+            "Unix time the last run ended with a decided candidate (promoted or rejected); 0 before the first.",
+            registry=r,
+        )
+        self.training_triggers = Counter(
+            "lifelong_training_triggers",
+            "Retrain triggers, by reason and what they did (started, joined, deferred, refused).",
+            ["reason", "result"],
+            registry=r,
+        )
+        self.training_lease_held = Gauge(
+            "lifelong_training_lease_held",
+            "1 while this daemon holds the database training lease (only the holder trains), else 0.",
+            registry=r,
+        )
+        self.training_schedule_interval = Gauge(
+            "lifelong_training_schedule_interval_seconds",
+            "Seconds between scheduled retrains (interval, or the gap between the cron schedule's next two times); "
+            "0 when no schedule is configured. Alerts compare training age against it.",
+            registry=r,
+        )
+        self.replay_buffer_size = Gauge(
+            "lifelong_replay_buffer_samples", "Samples in the production model's replay buffer.", registry=r
+        )
+
+        # ---------------------------------------------------------------- model quality
+        self.evaluation_accuracy = Gauge(
+            "lifelong_evaluation_accuracy_ratio",
+            "Held-out accuracy (0-1) of the production model and of the last candidate, by evaluation set.",
+            ["model", "eval_set"],
+            registry=r,
+        )
+        self.evaluation_macro_f1 = Gauge(
+            "lifelong_evaluation_macro_f1_ratio",
+            "Held-out macro-F1 (0-1) of the production model and of the last candidate, by evaluation set.",
+            ["model", "eval_set"],
+            registry=r,
+        )
+        self.candidate_forgetting = Gauge(
+            "lifelong_candidate_forgetting_ratio",
+            "Last candidate's drop in macro-F1 on old labels versus production (0-1; 0 when it did not drop).",
+            registry=r,
+        )
+        self.candidate_negative_flip = Gauge(
+            "lifelong_candidate_negative_flip_ratio",
+            "Share of held-out samples production got right and the last candidate got wrong (0-1).",
+            registry=r,
+        )
+
+        # ---------------------------------------------------------------- registry
+        self.promotions = Counter(
+            "lifelong_promotions", "Versions made production, by kind (gate, forced, operator).", ["kind"],
+            registry=r,
+        )
+        self.rollbacks = Counter("lifelong_rollbacks", "Rollbacks to the previous production version.", registry=r)
+        self.promotion_events_failed = Counter(
+            "lifelong_promotion_events_failed",
+            "Promotion events that could not be published to <prefix>.promotions (production moved anyway).",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "lifelong_model_info",
+            "1 for the version production serves (its name and training strategy in the labels); no series before "
+            "the first promotion.",
+            ["version", "strategy"],
+            registry=r,
+        )
+        self.model_labels = Gauge(
+            "lifelong_model_labels", "Labels the production model can predict.", registry=r
+        )
+        self.model_promoted_timestamp = Gauge(
+            "lifelong_model_promoted_timestamp_seconds",
+            "Unix time the serving production version became production; 0 before the first promotion.",
+            registry=r,
+        )
+
+        # ---------------------------------------------------------------- serving
+        self.predict_requests = Counter(
+            "lifelong_predict_requests", "Predict requests, by result (ok, unavailable, rejected).", ["result"],
+            registry=r,
+        )
+        self.predict_texts = Counter(
+            "lifelong_predict_texts", "Texts classified by successful predict requests.", registry=r
+        )
+        self.predict_latency = Histogram(
+            "lifelong_predict_latency_seconds",
+            "Time to classify one predict request's batch of texts (model time, excluding HTTP).",
+            buckets=_SECONDS_BUCKETS_PREDICT,
+            registry=r,
+        )
+
+        # ---------------------------------------------------------------- process
+        self.build_info = Gauge(
+            "lifelong_build_info", "Always 1; the label says which lifelong version this process runs.", ["version"],
+            registry=r,
+        )
+
+        for outcome in RUN_OUTCOMES:
+            self.training_runs.labels(outcome=outcome)
+        for reason in TRIGGER_REASONS:
+            for result in TRIGGER_RESULTS:
+                self.training_triggers.labels(reason=reason, result=result)
+        for kind in PROMOTION_KINDS:
+            self.promotions.labels(kind=kind)
+        for result in PREDICT_RESULTS:
+            self.predict_requests.labels(result=result)
         for kind in DUPLICATE_KINDS:
             self.records_duplicate.labels(kind=kind)
         for reason in Reason:
             self.dead_letters.labels(reason=reason.value)
         for split in ("train", "held_out"):
             self.samples_stored.labels(split=split)
+
+
+def catalog(metrics: Metrics | None = None) -> Iterator[MetricDoc]:
+    """Every metric family the daemon defines (process_* from the client library excluded).
+
+    deploy/METRICS.md is generated from this (``python -m daemon.metrics``) and a test
+    checks that the file matches, so the documentation cannot drift from the code.
+    """
+    metrics = metrics or Metrics()
+    for collector in vars(metrics).values():
+        if not isinstance(collector, MetricWrapperBase):
+            continue
+        # Label names come from the wrapper itself: a family with no samples yet (e.g.
+        # lifelong_model_info before a promotion) still documents its labels.
+        labels = tuple(collector._labelnames)  # noqa: SLF001 - no public accessor in prometheus-client
+        for family in collector.describe():
+            suffix = "_total" if family.type == "counter" else ""
+            yield MetricDoc(name=family.name + suffix, type=family.type, labels=labels, help=family.documentation)
+
+
+def render_markdown(metrics: Metrics | None = None) -> str:
+    """deploy/METRICS.md: one table row per metric family."""
+    docs = sorted(catalog(metrics), key=lambda d: d.name)
+    lines = [
+        "# lifelong metrics",
+        "",
+        "Generated from `daemon/metrics.py` by `python -m daemon.metrics > deploy/METRICS.md`;",
+        "`tests/unit/daemon/test_metrics_catalog.py` fails when this file and the code differ.",
+        "Every metric is exported by `GET /metrics` on the daemon's API port (no token).",
+        "Counters with labels export 0 for every known label value from the start.",
+        "Histograms also export `_bucket`, `_sum` and `_count` series.",
+        "The standard `process_*` metrics of prometheus-client are exported too.",
+        "",
+        "| Metric | Type | Labels | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for doc in docs:
+        labels = ", ".join(f"`{label}`" for label in doc.labels) or "-"
+        lines.append(f"| `{doc.name}` | {doc.type} | {labels} | {doc.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through the catalog test
+    import sys
+
+    sys.stdout.write(render_markdown())
