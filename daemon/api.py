@@ -177,14 +177,22 @@ def create_app(
 
     @app.post("/v1/predict", dependencies=guarded)
     def predict(body: PredictRequest) -> dict[str, Any]:
-        if len(body.texts) > max_batch:
-            raise HTTPException(status_code=413, detail=f"{len(body.texts)} texts exceed the batch limit of {max_batch}")
-        for i, text in enumerate(body.texts):
-            if not text.strip():
-                raise HTTPException(status_code=422, detail=f"texts[{i}] is empty")
-            if len(text) > max_text_chars:
-                raise HTTPException(status_code=413,
-                                    detail=f"texts[{i}] has {len(text)} characters, limit is {max_text_chars}")
+        problem = _predict_input_problem(body.texts, max_batch=max_batch, max_text_chars=max_text_chars)
+        if problem is not None:
+            metrics.predict_requests.labels(result="rejected").inc()
+            raise HTTPException(status_code=problem[0], detail=problem[1])
         return control.predict(body.texts)
 
     return app
+
+
+def _predict_input_problem(texts: list[str], *, max_batch: int, max_text_chars: int) -> tuple[int, str] | None:
+    """(status, message) for texts the model must not see, None when they are fine."""
+    if len(texts) > max_batch:
+        return 413, f"{len(texts)} texts exceed the batch limit of {max_batch}"
+    for i, text in enumerate(texts):
+        if not text.strip():
+            return 422, f"texts[{i}] is empty"
+        if len(text) > max_text_chars:
+            return 413, f"texts[{i}] has {len(text)} characters, limit is {max_text_chars}"
+    return None

@@ -497,7 +497,7 @@ def retrain(ctx: typer.Context,
                            f"{' -> ' + run['outcome'] if run['outcome'] else ''}"
                            f"{' (' + str(run['error_reason']) + ': ' + str(run['error']) + ')' if run['error_reason'] else ''}"
                            f"; candidate {run['candidate_version'] or '-'}")
-        if run["status"] == "failed":
+        if run["status"] in ("failed", "cancelled"):
             raise typer.Exit(1)
 
 

@@ -22,7 +22,16 @@ from sqlalchemy.engine import make_url
 from daemon.gate import GatePolicy
 from learners.buffer import BufferConfig
 from learners.config import StrategyConfig
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -35,6 +44,7 @@ __all__ = [
     "ApiSettings",
     "BufferSettings",
     "EvaluationSettings",
+    "ScheduleSettings",
     "ServingSettings",
     "TrainingSettings",
     "ConfigError",
@@ -229,6 +239,68 @@ class TrainingSettings(_Section):
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
     #: Artifacts kept besides production and previous (newest first); older ones are pruned.
     retain_versions: int = Field(default=10, ge=0)
+    #: What SIGTERM/SIGINT does to a running retrain: ``cancel`` stops the worker (the run
+    #: is recorded as cancelled, nothing is published); ``finish`` lets it complete for up
+    #: to ``shutdown_grace_s`` and cancels it after that.
+    on_shutdown: Literal["cancel", "finish"] = "cancel"
+    shutdown_grace_s: float = Field(default=600.0, ge=0)
+    #: The training lease in the database: only its holder trains. A holder that stops
+    #: renewing (crashed, partitioned) loses it after ``lease_ttl_s``; standbys then take over.
+    lease_ttl_s: float = Field(default=30.0, ge=3, le=3600)
+
+
+class ScheduleSettings(_Section):
+    """When retrains start besides an operator asking (``POST /v1/retrain``, ``lifelong retrain``).
+
+    Every trigger goes through one single-flight coordinator: a trigger while a run is
+    active joins that run. ``min_gap_s`` holds back the schedule and volume triggers
+    (not an operator) until that long after the last run started.
+    """
+
+    #: Retrain every this many seconds; unset for none. Exclusive with ``cron``.
+    interval_s: float | None = Field(default=None, gt=0)
+    #: Time zone of ``cron`` (IANA name).
+    timezone: str = "UTC"
+    #: A 5-field crontab expression (minute hour day month weekday), e.g. ``"0 3 * * *"``.
+    cron: str | None = None
+    #: Retrain when at least this many new training samples arrived since the last run.
+    volume_threshold: int | None = Field(default=None, ge=1)
+    #: How often the volume trigger counts new samples.
+    volume_check_s: float = Field(default=10.0, gt=0, le=3600)
+    min_gap_s: float = Field(default=0.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone=info.data.get("timezone", "UTC"))
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a valid 5-field crontab expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ScheduleSettings:
+        if self.cron is not None and self.interval_s is not None:
+            raise ValueError("set interval_s or cron, not both")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval_s is not None or self.cron is not None or self.volume_threshold is not None
 
 
 class EvaluationSettings(_Section):
@@ -246,6 +318,9 @@ class ServingSettings(_Section):
     max_text_chars: int = Field(default=10_000, ge=1)
     #: Probabilities returned per text (the most likely labels).
     top_k: int = Field(default=5, ge=1)
+    #: How often the daemon checks which version the database calls production, so a
+    #: standby (not the trainer) serves what the trainer promoted.
+    follow_production_s: float = Field(default=10.0, gt=0, le=3600)
 
 
 class ApiSettings(_Section):
@@ -288,6 +363,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     gate: GatePolicy = Field(default_factory=GatePolicy)
     serving: ServingSettings = Field(default_factory=ServingSettings)
@@ -321,7 +397,7 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "<root>"
-        lines.append(f"{key}: {error['msg']}")
+        lines.append(f"{key}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

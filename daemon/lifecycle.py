@@ -28,6 +28,7 @@ from daemon.config import Settings
 from daemon.evaluation import EvaluationOutcome, evaluate_models
 from daemon.events import EventPublisher, PublishError
 from daemon.gate import Decision, decide
+from daemon.metrics import Metrics
 from daemon.predictor import LoadedVersion, Predictor
 from learners.data import Example
 from learners.errors import LearnerError, TrainingFailed
@@ -71,31 +72,67 @@ class Lifecycle:
         store: ArtifactStore,
         predictor: Predictor,
         publisher: EventPublisher | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
         self.predictor = predictor
         self.publisher = publisher
+        self.metrics = metrics or Metrics()
+        self._worker: TrainingWorker | None = None
+        self._cancel_reason: str | None = None
 
     # ------------------------------------------------------------------ start-up
 
-    def restore_serving(self) -> str | None:
-        """At daemon start: close runs a previous process left running, serve production; returns it."""
+    def take_over_training(self) -> list[int]:
+        """Called when this daemon becomes the trainer (it took the training lease).
+
+        Runs still recorded as running belong to a trainer that stopped without
+        finishing them (only the lease holder runs cycles), so they are closed as
+        failed (``interrupted``), and what their workers left half-written is removed.
+        """
         remove_partial_outputs(self.store.incoming_dir())
         with Session(self.engine) as session:
             interrupted = registry.fail_interrupted_runs(session)
-            version = registry.get_alias(session, registry.PRODUCTION)
         if interrupted:
             logger.warning("runs %s were interrupted by a stop and are recorded as failed", interrupted)
-        if version is None:
-            return None
+        return interrupted
+
+    def sync_serving(self) -> str | None:
+        """Serve whatever the database says production is; returns the served version.
+
+        At start, and periodically: a standby daemon (or one whose operator promoted
+        through another instance) follows production without a restart.
+        """
+        with Session(self.engine) as session:
+            version = registry.get_alias(session, registry.PRODUCTION)
+            found = registry.get_version(session, version) if version else None
+            promoted_at = registry.production_since(session)
+        if found is None or self.predictor.version == found.name:
+            return self.predictor.version
         try:
-            self.predictor.activate(self.predictor.prepare(version))
+            self.predictor.activate(self.predictor.prepare(found.name))
         except (ArtifactError, LearnerError) as exc:
-            logger.error("production version %s cannot be served: %s", version, exc)
-            return None
-        return version
+            logger.error("production version %s cannot be served: %s", found.name, exc)
+            return self.predictor.version
+        self.metrics.set_production(found.name, strategy=found.strategy, labels=len(found.labels),
+                                    buffer_samples=len(found.buffer_members), promoted_at=promoted_at,
+                                    sets=(found.metrics or {}).get("candidate"))
+        logger.info("serving production version %s", found.name)
+        return found.name
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the running cycle at the next step boundary (the worker within seconds).
+
+        A cycle that has already published its candidate is allowed to finish its
+        decision: cancelling between publish and promotion would leave a version
+        recorded without a decision.
+        """
+        self._cancel_reason = reason
+        worker = self._worker
+        if worker is not None:
+            worker.cancel()
 
     # ------------------------------------------------------------------ the cycle
 
@@ -114,15 +151,18 @@ class Lifecycle:
         """Carry out the cycle for a run made by :meth:`begin_run`."""
         clock = _StepClock(run_id, self.engine)
         candidate_dir = None
+        self._cancel_reason = None
         try:
             started = time.perf_counter()
             parent, train, replay, up_to = self._snapshot()
             with Session(self.engine) as session:
                 registry.set_run_fields(session, run_id=run_id, parent_version=parent.name if parent else None,
-                                        train_examples=len(train), replay_examples=len(replay))
+                                        train_examples=len(train), replay_examples=len(replay), data_up_to=up_to)
             clock.record("snapshot", started, train=len(train), replay=len(replay), up_to_sample=up_to)
             if not train:
                 return self._finish(run_id, "skipped", error_reason="no_new_data")
+            if self._cancel_reason is not None:
+                return self._cancelled(run_id)
 
             with Session(self.engine) as session:
                 version = registry.next_version_name(session)
@@ -137,18 +177,30 @@ class Lifecycle:
                 base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
                 device=training.device, torch_threads=training.torch_threads,
             )
+            self._worker = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress)
+            if self._cancel_reason is not None:  # asked between the check above and the worker existing
+                self._worker.cancel()
             try:
-                result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress).run()
+                result = self._worker.run()
             except TrainingFailed as exc:
                 clock.record("train", started, status="failed", reason=exc.reason)
+                if exc.reason == "cancelled":
+                    return self._cancelled(run_id)
                 return self._finish(run_id, "failed", error_reason=exc.reason, error=exc.detail)
+            finally:
+                self._worker = None
             clock.record("train", started, examples=result.examples_trained,
                          examples_per_second=round(result.examples_per_second, 2), new_labels=result.new_labels,
                          flagged_labels=result.flagged_labels)
 
+            if self._cancel_reason is not None:
+                return self._cancelled(run_id)
             started = time.perf_counter()
             outcome = self._evaluate(candidate_dir, parent, up_to)
             clock.record("evaluate", started, sets={k: v.n for k, v in outcome.candidate.items()})
+            self.metrics.record_evaluation(outcome.summary())
+            if self._cancel_reason is not None:
+                return self._cancelled(run_id)
 
             started = time.perf_counter()
             decision = decide(outcome.gate_input(), self.settings.gate)
@@ -194,6 +246,11 @@ class Lifecycle:
         finally:
             if candidate_dir is not None:
                 shutil.rmtree(candidate_dir, ignore_errors=True)
+
+    def _cancelled(self, run_id: int) -> TrainingRun:
+        reason = self._cancel_reason or "cancelled"
+        return self._finish(run_id, "cancelled", error_reason="cancelled",
+                            error=f"cancelled before a candidate was published ({reason})")
 
     def _snapshot(self) -> tuple[ModelVersion | None, list[Example], list[Example], int]:
         with Session(self.engine) as session:
@@ -297,6 +354,14 @@ class Lifecycle:
         """Serve the new production model, then tell the world (the DB already says so)."""
         self.predictor.activate(prepared)
         manifest = self.store.read_manifest(prepared.version)
+        with Session(self.engine) as session:
+            found = registry.get_version(session, prepared.version)
+        if found is not None:
+            self.metrics.set_production(found.name, strategy=found.strategy, labels=len(found.labels),
+                                        buffer_samples=len(found.buffer_members),
+                                        promoted_at=registry.epoch_seconds(record.created_at),
+                                        sets=(found.metrics or {}).get("candidate"))
+        self.metrics.count_production_change(outcome=record.outcome, actor=record.actor)
         event = {
             "type": "promotion",
             "version": prepared.version,
@@ -318,4 +383,5 @@ class Lifecycle:
         except PublishError as exc:
             # Production has moved and is serving; the event is a notification, so a
             # broker outage must not undo the promotion. The failure is logged loudly.
+            self.metrics.promotion_events_failed.inc()
             logger.error("%s", exc)

@@ -9,8 +9,9 @@ before the first event — rate() and absent() alerts depend on that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -251,6 +252,62 @@ class Metrics:
             self.dead_letters.labels(reason=reason.value)
         for split in ("train", "held_out"):
             self.samples_stored.labels(split=split)
+
+        self.training_last_success_timestamp.set(0)
+
+    # ------------------------------------------------------------------ composite updates
+    # The daemon reports events in its own terms; how they map onto series lives here,
+    # next to the definitions, so every writer of a metric is easy to find.
+
+    def record_evaluation(self, summary: Mapping[str, Any]) -> None:
+        """A candidate was evaluated (``EvaluationOutcome.summary()``): candidate and production quality."""
+        self._set_quality("candidate", summary.get("candidate"))
+        production = summary.get("production")
+        if production:
+            self._set_quality("production", production)
+            old_candidate = (summary.get("candidate") or {}).get("old_labels") or {}
+            old_production = production.get("old_labels") or {}
+            if old_candidate.get("n") and old_production.get("n"):
+                drop = float(old_production["macro_f1"]) - float(old_candidate["macro_f1"])
+                self.candidate_forgetting.set(max(0.0, drop))
+        flip = summary.get("negative_flip_rate")
+        self.candidate_negative_flip.set(float(flip) if flip is not None else 0.0)
+
+    def set_production(self, version: str, *, strategy: str, labels: int, buffer_samples: int,
+                       promoted_at: float | None, sets: Mapping[str, Any] | None) -> None:
+        """Production is now ``version``; ``sets`` is its evaluation from when it was a candidate."""
+        self.model_info.clear()
+        self.model_info.labels(version=version, strategy=strategy).set(1)
+        self.model_labels.set(labels)
+        self.replay_buffer_size.set(buffer_samples)
+        self.model_promoted_timestamp.set(promoted_at or 0)
+        if sets:
+            self._set_quality("production", sets)
+
+    def count_production_change(self, *, outcome: str, actor: str) -> None:
+        """A promotion decision moved production (outcome as stored: promoted, forced, rolled_back)."""
+        if outcome == "rolled_back":
+            self.rollbacks.inc()
+        elif outcome == "forced":
+            self.promotions.labels(kind="forced").inc()
+        elif outcome == "promoted":
+            self.promotions.labels(kind="gate" if actor == "gate" else "operator").inc()
+
+    def observe_run(self, *, status: str, outcome: str | None, seconds: float, finished_at: float) -> None:
+        """A training run ended (status and outcome as recorded on the run)."""
+        label = outcome if status == "succeeded" and outcome in RUN_OUTCOMES else status
+        if label not in RUN_OUTCOMES:
+            label = "failed"
+        self.training_runs.labels(outcome=label).inc()
+        self.training_duration.observe(seconds)
+        if status == "succeeded":
+            self.training_last_success_timestamp.set(finished_at)
+
+    def _set_quality(self, model: str, sets: Mapping[str, Any] | None) -> None:
+        for name, values in (sets or {}).items():
+            if name in EVAL_SETS and values.get("n"):
+                self.evaluation_accuracy.labels(model=model, eval_set=name).set(float(values["accuracy"]))
+                self.evaluation_macro_f1.labels(model=model, eval_set=name).set(float(values["macro_f1"]))
 
 
 def catalog(metrics: Metrics | None = None) -> Iterator[MetricDoc]:

@@ -1,17 +1,21 @@
 """Single-flight retraining: at most one cycle runs; asking during a run returns that run.
 
-Manual requests (API, CLI) and, later, the scheduler's triggers all go through
-:meth:`RetrainCoordinator.request`, so overlap is impossible whoever asks.
+Every trigger (schedule, volume, operator) reaches :meth:`RetrainCoordinator.request`
+through :class:`daemon.scheduler.Triggers`, so overlap is impossible whoever asks.
+The coordinator also owns what is true of runs as a whole: the in-progress gauge,
+the outcome counters and the duration histogram.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemon.lifecycle import Lifecycle
+from daemon.metrics import Metrics
 from learners.strategies import Progress
 
 __all__ = ["RetrainCoordinator", "RetrainTicket"]
@@ -28,12 +32,15 @@ class RetrainTicket:
 class RetrainCoordinator:
     """Runs lifecycle cycles on a background thread, one at a time."""
 
-    def __init__(self, lifecycle: Lifecycle, *, on_progress: Callable[[Progress], None] | None = None) -> None:
+    def __init__(self, lifecycle: Lifecycle, *, metrics: Metrics | None = None,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
         self.lifecycle = lifecycle
+        self.metrics = metrics or lifecycle.metrics
         self.on_progress = on_progress
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._run_id: int | None = None
+        self._closed = False
         self.last_progress: Progress | None = None
 
     @property
@@ -41,14 +48,18 @@ class RetrainCoordinator:
         with self._lock:
             return self._run_id if self._thread is not None and self._thread.is_alive() else None
 
-    def request(self, *, trigger: str, requested_by: str | None = None) -> RetrainTicket:
+    def request(self, *, trigger: str, requested_by: str | None = None) -> RetrainTicket | None:
+        """Start a run, or return the active one; None once :meth:`close` was called (shutting down)."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive() and self._run_id is not None:
                 return RetrainTicket(self._run_id, started=False)
+            if self._closed:
+                return None
             run_id = self.lifecycle.begin_run(trigger=trigger, requested_by=requested_by)
             self._run_id = run_id
             self._thread = threading.Thread(target=self._execute, args=(run_id,), name=f"retrain-{run_id}",
                                             daemon=True)
+            self.metrics.training_in_progress.set(1)
             self._thread.start()
             logger.info("retrain run %d started (trigger=%s)", run_id, trigger)
             return RetrainTicket(run_id, started=True)
@@ -61,11 +72,29 @@ class RetrainCoordinator:
             return not thread.is_alive()
         return True
 
+    def close(self) -> None:
+        """Accept no new runs (shutdown); an active run carries on until waited for or cancelled."""
+        with self._lock:
+            self._closed = True
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the active run, if any (it ends recorded as cancelled, nothing published)."""
+        if self.active_run is not None:
+            logger.warning("cancelling retrain run %s: %s", self._run_id, reason)
+            self.lifecycle.cancel(reason)
+
     def _execute(self, run_id: int) -> None:
         def progress(report: Progress) -> None:
             self.last_progress = report
+            self.metrics.training_examples_per_second.set(report.examples_per_second)
             if self.on_progress is not None:
                 self.on_progress(report)
 
         self.last_progress = None
-        self.lifecycle.execute(run_id, on_progress=progress)
+        started = time.monotonic()
+        try:
+            run = self.lifecycle.execute(run_id, on_progress=progress)
+            self.metrics.observe_run(status=run.status, outcome=run.outcome, seconds=time.monotonic() - started,
+                                     finished_at=time.time())
+        finally:
+            self.metrics.training_in_progress.set(0)

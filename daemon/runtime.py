@@ -90,6 +90,9 @@ class Daemon:
         self.lifecycle: Any = None
         self.predictor: Any = None
         self.coordinator: Any = None
+        self.lease: Any = None
+        self.triggers: Any = None
+        self.scheduler: Any = None
         self._publisher: Any = None
 
     # ------------------------------------------------------------------ start / stop
@@ -118,9 +121,12 @@ class Daemon:
             logger.info("embedded broker at %s (in-memory: its data ends with this process)",
                         self.broker.bootstrap_servers)
 
+        self.metrics.build_info.labels(version=lifelong_version()).set(1)
         self.ingestor = Ingestor(kafka=kafka, ingest=s.ingest, engine=self.engine, metrics=self.metrics)
         self._build_learning(kafka)
         self._spawn("ingest", self.ingestor.run, self.stop_event)
+        self.lease.tick()
+        self.scheduler.start()
         self.token = resolve_token(s)
         self._start_api()
         logger.info("lifelong %s running: topics=%s database=%s api=%s", lifelong_version(), kafka.topics,
@@ -128,8 +134,18 @@ class Daemon:
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop consuming after the batch in hand is stored, stop the API, then the broker."""
+        """Stop consuming after the batch in hand is stored, settle the retrain, stop the API, then the broker.
+
+        A running retrain is cancelled or allowed to finish per ``training.on_shutdown``
+        (finish waits at most ``training.shutdown_grace_s``, then cancels). Either way
+        the run ends recorded and nothing half-written is left as a version.
+        """
         self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        self._settle_retrain()
+        if self.lease is not None:
+            self.lease.release()
         if self._publisher is not None:
             self._publisher.close()
         for thread in self._threads:
@@ -144,6 +160,25 @@ class Daemon:
         if self.engine is not None:
             self.engine.dispose()
         logger.info("lifelong stopped")
+
+    def _settle_retrain(self) -> None:
+        coordinator = self.coordinator
+        if coordinator is None:
+            return
+        coordinator.close()
+        if coordinator.active_run is None:
+            return
+        training = self.settings.training
+        if training.on_shutdown == "finish":
+            logger.info("waiting up to %.0fs for retrain run %s to finish (training.on_shutdown=finish)",
+                        training.shutdown_grace_s, coordinator.active_run)
+            if coordinator.wait(training.shutdown_grace_s):
+                return
+            coordinator.cancel("shutdown: training.shutdown_grace_s ran out")
+        else:
+            coordinator.cancel("shutdown (training.on_shutdown=cancel)")
+        if not coordinator.wait(120):
+            logger.error("retrain run did not end within 120s of its cancellation")
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
@@ -186,19 +221,30 @@ class Daemon:
     def _build_learning(self, kafka: Any) -> None:
         # Imported here: the learning stack pulls in torch, which ingest-only tools never need.
         from daemon.events import KafkaEventPublisher
+        from daemon.lease import LeaseKeeper
         from daemon.lifecycle import Lifecycle
         from daemon.predictor import Predictor
         from daemon.retrain import RetrainCoordinator
+        from daemon.scheduler import RetrainScheduler, Triggers
         from storage.artifacts import ArtifactStore
 
         s = self.settings
+        engine = self._engine()
         store = ArtifactStore(s.data_dir / "models")
         self.predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k)
         self._publisher = KafkaEventPublisher(kafka)
-        self.lifecycle = Lifecycle(settings=s, engine=self._engine(), store=store, predictor=self.predictor,
-                                   publisher=self._publisher)
-        self.coordinator = RetrainCoordinator(self.lifecycle)
-        served = self.lifecycle.restore_serving()
+        self.lifecycle = lifecycle = Lifecycle(settings=s, engine=engine, store=store, predictor=self.predictor,
+                                               publisher=self._publisher, metrics=self.metrics)
+        self.coordinator = coordinator = RetrainCoordinator(lifecycle, metrics=self.metrics)
+        self.lease = LeaseKeeper(engine, ttl_s=s.training.lease_ttl_s, metrics=self.metrics,
+                                 on_acquired=lifecycle.take_over_training,
+                                 on_lost=lambda: coordinator.cancel("lost the training lease"))
+        self.triggers = Triggers(coordinator=coordinator, lease=self.lease, engine=engine, schedule=s.schedule,
+                                 metrics=self.metrics)
+        self.scheduler = RetrainScheduler(triggers=self.triggers, lease=self.lease,
+                                          follow_production=lifecycle.sync_serving,
+                                          follow_every_s=s.serving.follow_production_s)
+        served = lifecycle.sync_serving()
         logger.info("production model: %s", served or "none yet")
 
     # ------------------------------------------------------------------ control plane (daemon.api.ControlPlane)
@@ -216,7 +262,23 @@ class Daemon:
             return status_view(session, ingest=self.ingestor.health if self.ingestor else None,
                                serving=self.predictor.version if self.predictor else None,
                                active_run=self.coordinator.active_run if self.coordinator else None,
-                               progress=self.coordinator.last_progress if self.coordinator else None)
+                               progress=self.coordinator.last_progress if self.coordinator else None,
+                               training=self._training_status())
+
+    def _training_status(self) -> dict[str, Any] | None:
+        if self.triggers is None:
+            return None
+        schedule = self.settings.schedule
+        next_scheduled = self.scheduler.next_scheduled() if self.scheduler else None
+        return {
+            "lease": self.lease.holder_info(),
+            "schedule": {"interval_s": schedule.interval_s, "cron": schedule.cron, "timezone": schedule.timezone,
+                         "next": next_scheduled.isoformat() if next_scheduled else None,
+                         "min_gap_s": schedule.min_gap_s},
+            "volume": {"threshold": schedule.volume_threshold,
+                       "new_training_samples": self.triggers.new_training_samples()},
+            "on_shutdown": self.settings.training.on_shutdown,
+        }
 
     def list_models(self) -> list[dict[str, Any]]:
         with self._session() as session:
@@ -248,8 +310,10 @@ class Daemon:
                 "outcome": record.outcome}
 
     def retrain(self, *, requested_by: str | None) -> dict[str, Any]:
-        ticket = self.coordinator.request(trigger="manual", requested_by=requested_by)
-        return {"run_id": ticket.run_id, "started": ticket.started}
+        outcome = self.triggers.fire("manual", requested_by=requested_by)
+        if outcome.run_id is None:
+            raise Refused(f"retrain refused: {outcome.detail}")
+        return {"run_id": outcome.run_id, "started": outcome.result == "started"}
 
     def list_runs(self, limit: int) -> list[dict[str, Any]]:
         with self._session() as session:
@@ -263,10 +327,15 @@ class Daemon:
     def predict(self, texts: list[str]) -> dict[str, Any]:
         from daemon.predictor import NoProductionModel
 
+        started = time.perf_counter()
         try:
             result = self.predictor.predict(texts)
         except NoProductionModel as exc:
+            self.metrics.predict_requests.labels(result="unavailable").inc()
             raise Unavailable(str(exc)) from exc
+        self.metrics.predict_latency.observe(time.perf_counter() - started)
+        self.metrics.predict_requests.labels(result="ok").inc()
+        self.metrics.predict_texts.inc(len(texts))
         return {"version": result.version,
                 "predictions": [{"label": label, "probabilities": probs}
                                 for label, probs in zip(result.labels, result.probabilities, strict=True)]}

@@ -54,7 +54,7 @@ def model_view(session: Session, version: ModelVersion, *, detail: bool) -> dict
 
 
 def status_view(session: Session, *, ingest: IngestHealth | None, serving: str | None, active_run: int | None,
-                progress: Any) -> dict[str, Any]:
+                progress: Any, training: dict[str, Any] | None = None) -> dict[str, Any]:
     summary = ingest_summary(session)
     last = registry.list_runs(session, limit=1)
     return {
@@ -75,4 +75,5 @@ def status_view(session: Session, *, ingest: IngestHealth | None, serving: str |
             "steps_per_epoch": progress.steps_per_epoch, "examples_per_second": progress.examples_per_second,
             "loss": progress.loss},
         "last_run": run_view(last[0]) if last else None,
+        "training": training,
     }

@@ -84,6 +84,7 @@ class TrainingWorker:
         timeout_s: float,
         on_progress: Callable[[Progress], None] | None = None,
         poll_s: float = 0.2,
+        cancel_grace_s: float = 15.0,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -91,6 +92,8 @@ class TrainingWorker:
         self.timeout_s = timeout_s
         self.on_progress = on_progress
         self.poll_s = poll_s
+        self.cancel_grace_s = cancel_grace_s
+        self._cancel_requested_at: float | None = None
         self._context = multiprocessing.get_context("spawn")
         self._cancel = self._context.Event()
         self._process: Any = None
@@ -100,7 +103,13 @@ class TrainingWorker:
         return self._process.pid if self._process is not None else None
 
     def cancel(self) -> None:
-        """Ask the run to stop after the current step; :meth:`run` then raises ``cancelled``."""
+        """Ask the run to stop after the current step; :meth:`run` then raises ``cancelled``.
+
+        A child that has not stopped ``cancel_grace_s`` later (busy loading a model,
+        or stuck) is terminated: a shutdown must not wait on it.
+        """
+        if self._cancel_requested_at is None:
+            self._cancel_requested_at = time.monotonic()
         self._cancel.set()
 
     def run(self) -> TrainingResult:
@@ -152,6 +161,10 @@ class TrainingWorker:
                 elif time.monotonic() > deadline:
                     self._stop(process)
                     raise TrainingFailed("timeout", f"training exceeded {self.timeout_s:.0f}s")
+                elif (self._cancel_requested_at is not None
+                      and time.monotonic() - self._cancel_requested_at > self.cancel_grace_s):
+                    self._stop(process)
+                    raise TrainingFailed("cancelled", "training was cancelled (worker terminated)")
                 continue
             if kind == "progress":
                 if self.on_progress is not None:

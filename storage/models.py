@@ -21,6 +21,7 @@ __all__ = [
     "ModelVersion",
     "PromotionDecision",
     "Sample",
+    "TrainingLease",
     "TrainingRun",
     "utcnow",
 ]
@@ -124,6 +125,8 @@ class TrainingRun(SQLModel, table=True):
     candidate_version: str | None = Field(default=None, max_length=32)
     train_examples: int = 0
     replay_examples: int = 0
+    #: Highest sample id the run's snapshot covered; the volume trigger counts samples after it.
+    data_up_to: int | None = Field(default=None, sa_type=BigInteger)
     #: [{"step": "train", "status": "ok", "seconds": 12.3, "detail": ...}, ...]
     steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     started_at: datetime = _ts_column()
@@ -198,3 +201,18 @@ class Alias(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=32)
     version: str = Field(foreign_key="model_version.name", max_length=32)
     updated_at: datetime = _ts_column()
+
+
+class TrainingLease(SQLModel, table=True):
+    """Who may train. One row per lease name; the holder renews it before ``expires_at_ms``.
+
+    Times are Unix milliseconds (integers compare the same in every database); a lease
+    whose expiry has passed may be taken over by anyone (storage.lease).
+    """
+
+    __tablename__ = "training_lease"
+
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str | None = Field(default=None, max_length=200)
+    acquired_at_ms: int = Field(default=0, sa_type=BigInteger)
+    expires_at_ms: int = Field(default=0, sa_type=BigInteger)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -29,15 +30,19 @@ __all__ = [
     "EvaluationRow",
     "RegistryError",
     "create_run",
+    "epoch_seconds",
     "fail_interrupted_runs",
     "finish_run",
     "get_alias",
     "get_run",
     "get_version",
+    "last_run",
+    "last_snapshot_watermark",
     "latest_decisions",
     "list_runs",
     "list_versions",
     "next_version_name",
+    "production_since",
     "promote",
     "record_decision",
     "record_evaluations",
@@ -242,6 +247,38 @@ def rollback(session: Session, *, actor: str, reason: str | None = None) -> Prom
     session.commit()
     session.refresh(decision)
     return decision
+
+
+def production_since(session: Session) -> float | None:
+    """Unix time production became what it is (its latest promotion or rollback), None without one."""
+    version = get_alias(session, PRODUCTION)
+    if version is None:
+        return None
+    query = (select(PromotionDecision.created_at)
+             .where(PromotionDecision.candidate == version,
+                    PromotionDecision.outcome.in_(("promoted", "forced", "rolled_back")))  # type: ignore[attr-defined]
+             .order_by(PromotionDecision.id.desc()).limit(1))  # type: ignore[union-attr]
+    found = session.execute(query).scalar_one_or_none()
+    return epoch_seconds(found) if found is not None else None
+
+
+def epoch_seconds(moment: datetime) -> float:
+    """Unix time of a stored timestamp; SQLite hands them back naive, and they were written in UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def last_run(session: Session) -> TrainingRun | None:
+    """The most recent run, whatever its status (the minimum gap between runs reads it)."""
+    query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)  # type: ignore[union-attr]
+    return session.execute(query).scalars().first()
+
+
+def last_snapshot_watermark(session: Session) -> int:
+    """Highest sample id any run's snapshot covered (0 before the first); the volume trigger counts from it."""
+    query = select(func.max(TrainingRun.data_up_to))
+    return int(session.execute(query).scalar_one() or 0)
 
 
 def latest_decisions(session: Session, *, version: str | None = None, limit: int = 50) -> list[PromotionDecision]:

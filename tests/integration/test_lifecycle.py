@@ -90,7 +90,8 @@ class TestRestart:
         first = _lifecycle(settings)
         run_id = first.begin_run(trigger="manual")  # the process "dies" here, before execute()
         second = _lifecycle(settings)
-        assert second.restore_serving() is None
+        assert second.take_over_training() == [run_id]
+        assert second.sync_serving() is None
         with Session(second.engine) as session:
             run = registry.get_run(session, run_id)
         assert (run.status, run.error_reason) == ("failed", "interrupted")

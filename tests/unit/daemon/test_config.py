@@ -112,7 +112,7 @@ class TestMaskedDump:
 
 class TestTrainingSettings:
     def test_unknown_strategy_lists_the_choices(self) -> None:
-        with pytest.raises(ConfigError, match=r"training\.strategy\.name: Value error, unknown strategy 'magic'; "
+        with pytest.raises(ConfigError, match=r"training\.strategy\.name: unknown strategy 'magic'; "
                                               r"choose one of: naive, replay, ewc, lwf, si, agem, replay\+lwf"):
             load_settings(training={"strategy": {"name": "magic"}})
 
