@@ -344,8 +344,21 @@ def _print_summary(summary: IngestSummary) -> None:
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    url: Annotated[str | None, typer.Option(
+        "--url", envvar="LIFELONG_URL",
+        help="Ask a running daemon (adds serving, training and trigger state); without it, read the database.",
+    )] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="LIFELONG_TOKEN", help="Bearer token.")] = None,
 ) -> None:
     """What is stored: samples by split, labels, dead letters by reason, partition offsets and lag."""
+    if url is not None:
+        with _errors_as_one_line(), _client(ctx, url, token) as client:
+            reported = client.request("GET", "/v1/status")
+        if as_json:
+            typer.echo(json.dumps(reported, indent=2))
+        else:
+            _print_daemon_status(reported)
+        return
     with _errors_as_one_line():
         settings = _settings(ctx)
         engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
@@ -359,6 +372,29 @@ def status(
             typer.echo(json.dumps(_summary_dict(summary), indent=2))
         else:
             _print_summary(summary)
+
+
+def _print_daemon_status(reported: dict[str, Any]) -> None:
+    table = Table(title="lifelong daemon", show_header=False)
+    samples = reported["samples"]
+    table.add_row("samples", f"{samples['total']} ({samples['train']} train, {samples['held_out']} held out)")
+    table.add_row("labels", str(reported["labels"]))
+    table.add_row("dead letters", str(sum(reported["dead_letters"].values())))
+    table.add_row("production / serving", f"{reported['production'] or '-'} / {reported['serving'] or '-'}")
+    table.add_row("active run", str(reported["active_run"] or "-"))
+    last = reported.get("last_run")
+    if last:
+        table.add_row("last run", f"{last['id']} ({last['trigger']}): {last['status']}"
+                                  f"{' -> ' + last['outcome'] if last.get('outcome') else ''}")
+    training = reported.get("training") or {}
+    lease = training.get("lease") or {}
+    table.add_row("trainer", "this daemon" if lease.get("held_by_this_daemon") else str(lease.get("holder") or "-"))
+    schedule = training.get("schedule") or {}
+    table.add_row("next scheduled", str(schedule.get("next") or "-"))
+    volume = training.get("volume") or {}
+    if volume.get("threshold"):
+        table.add_row("volume trigger", f"{volume['new_training_samples']} / {volume['threshold']} new samples")
+    _console.print(table)
 
 
 # ---------------------------------------------------------------------- talking to the daemon
@@ -539,3 +575,7 @@ def config_show(
     with _errors_as_one_line():
         dumped = masked_dump(_settings(ctx))
         typer.echo(json.dumps(dumped, indent=2) if as_json else yaml.safe_dump(dumped, sort_keys=False).rstrip())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m daemon.cli` works like `lifelong`
+    app()

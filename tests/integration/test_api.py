@@ -96,6 +96,35 @@ class TestAuthAndErrors:
             assert bad_json.status_code == 422
 
 
+    def test_every_body_is_strict_and_422_names_the_field(self, daemon: Daemon) -> None:
+        with _client(daemon) as client:
+            cases = [
+                ("POST", "/v1/retrain", {"requested_by": "x", "bogus": 1}, "bogus"),
+                ("POST", "/v1/retrain", {"requested_by": 42}, "requested_by"),
+                ("POST", "/v1/models/v0001/promote", {"force": "maybe"}, "force"),
+                ("POST", "/v1/models/v0001/promote", {"actor": ""}, "actor"),
+                ("POST", "/v1/rollback", {"reason": ["not", "a", "string"]}, "reason"),
+                ("POST", "/v1/rollback", {"why": "typo'd field"}, "why"),
+                ("POST", "/v1/predict", {"texts": [1, 2]}, "texts"),
+                ("GET", "/v1/runs?limit=lots", None, "limit"),
+            ]
+            for method, path, body, field in cases:
+                response = client.request(method, path, json=body)
+                assert response.status_code == 422, (path, body, response.text)
+                locations = [error["loc"] for error in response.json()["detail"]]
+                assert any(field in location for location in locations), (path, body, locations)
+
+    def test_cli_against_a_daemon_that_is_not_running_says_so_in_one_line(self, tmp_path: Path) -> None:
+        from daemon.broker import free_port
+
+        url = f"http://127.0.0.1:{free_port()}"
+        for args in (["status"], ["retrain"], ["models", "list"], ["predict", "hello"]):
+            result = lifelong(*args, "--url", url, "--token", "t", timeout=60)
+            assert result.returncode != 0, args
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "cannot reach the lifelong daemon" in lines[0], (args, result.stderr)
+
+
 class TestModelLifecycleOverHttp:
     def test_retrain_promote_event_predict_swap_rollback(
         self, daemon: Daemon, broker: EmbeddedBroker, topic: str
@@ -178,3 +207,9 @@ class TestModelLifecycleOverHttp:
         assert json.loads(forced.stdout)["outcome"] == "forced"
         predicted = lifelong("predict", "c5k2 w1", "--json", env=env)
         assert json.loads(predicted.stdout)["version"] == "v0002"
+        reported = lifelong("status", "--json", env=env)
+        assert reported.returncode == 0, reported.stderr
+        assert (json.loads(reported.stdout)["serving"], json.loads(reported.stdout)["training"]["lease"][
+            "held_by_this_daemon"]) == ("v0002", True)
+        table = lifelong("status", env=env)
+        assert table.returncode == 0 and "this daemon" in table.stdout and "v0002" in table.stdout

@@ -99,6 +99,37 @@ class TestSigkill:
         assert f"lifelong_ingest_records_consumed_total {float(total - stored_at_kill)}" in metrics
 
 
+class TestSigterm:
+    def test_sigterm_mid_stream_stores_the_batch_in_hand_exits_zero_and_loses_nothing(
+        self, broker: EmbeddedBroker, make_topic, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        topic = make_topic(partitions=2)
+        total = 6000
+        produce(broker.bootstrap_servers, topic, [record("same text", "l", id=f"t{i}") for i in range(total)])
+        port = free_port()
+        first = _daemon_process(broker, topic, sqlite_url, tmp_path, port)
+        try:
+            wait_for(lambda: _stored_positions(sqlite_url) >= 300, timeout_s=60, what="first records stored")
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=60) == 0
+        finally:
+            first.kill()
+        count, positions, _ = _sample_stats(sqlite_url)
+        assert count == positions, "every stored offset has its sample, and no sample lacks its offset"
+        assert 0 < count < total, "the signal must land mid-stream for this test to mean anything"
+
+        second = _daemon_process(broker, topic, sqlite_url, tmp_path, port)
+        try:
+            wait_for(lambda: _stored_positions(sqlite_url) >= total, timeout_s=120, what="all records stored")
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=60) == 0
+        finally:
+            second.kill()
+        count, positions, ids = _sample_stats(sqlite_url)
+        assert count == positions == total
+        assert ids == {f"t{i}" for i in range(total)}
+
+
 class TestResumeFromStoredOffsets:
     def _ingest(self, broker: EmbeddedBroker, topic: str, url: str, tmp_path: Path, group: str, expect: int):
         settings = settings_for(broker, topic, url, tmp_path, kafka={"group_id": group})
