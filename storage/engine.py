@@ -16,10 +16,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from storage.errors import SchemaError
+from storage.errors import DatabaseUnreachable, SchemaError
 
-__all__ = ["current_revision", "ensure_schema_current", "head_revision", "make_engine", "upgrade"]
+__all__ = ["check_connection", "current_revision", "ensure_schema_current", "head_revision", "make_engine", "upgrade"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,23 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) 
     return engine
 
 
+def check_connection(engine: Engine) -> None:
+    """Connect once, so a wrong ``database.url`` fails at start with one line instead of a traceback.
+
+    Raises
+    ------
+    DatabaseUnreachable
+        Naming the setting and the driver's first line of explanation.
+    """
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        url = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnreachable(f"database.url: cannot connect to {url}: {reason}") from exc
+
+
 def _alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
@@ -74,12 +92,14 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or ``None`` for an empty database."""
+    check_connection(engine)
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
+    check_connection(engine)
     logger.info("upgrading database schema to %s", revision)
     command.upgrade(_alembic_config(engine), revision)
 

@@ -2,12 +2,13 @@
 
     StorageError
      ├── SchemaError        the database schema is missing or behind the code
+     ├── DatabaseUnreachable  no connection at all (wrong URL, server down, bad credentials)
      └── StoreUnavailable   the database cannot be written right now (locked, read-only, gone)
 """
 
 from __future__ import annotations
 
-__all__ = ["SchemaError", "StorageError", "StoreUnavailable"]
+__all__ = ["DatabaseUnreachable", "SchemaError", "StorageError", "StoreUnavailable"]
 
 
 class StorageError(Exception):
@@ -20,3 +21,7 @@ class SchemaError(StorageError):
 
 class StoreUnavailable(StorageError):
     """A write failed for a reason that may pass (lock, disk, connection); retry later."""
+
+
+class DatabaseUnreachable(StorageError):
+    """The database cannot be reached at start; the message names ``database.url``."""

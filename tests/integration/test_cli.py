@@ -42,6 +42,18 @@ class TestConfigShow:
 
 
 class TestRunRefusesOldSchema:
+    def test_run_against_an_unreachable_database_names_the_key_in_one_line(self, tmp_path: Path) -> None:
+        env = {"LIFELONG_DATA_DIR": str(tmp_path), "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+               "LIFELONG_DATABASE__URL": "postgresql+psycopg://lifelong:hunter2@127.0.0.1:1/nowhere"}
+        for args in (["run"], ["db", "upgrade"], ["status"]):
+            result = lifelong(*args, env=env, timeout=60)
+            assert result.returncode == 1, args
+            lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+            assert lines and lines[0].startswith(
+                "error: database.url: cannot connect to postgresql+psycopg://lifelong:***@127.0.0.1:1/nowhere"), args
+            assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
     def test_run_against_unmigrated_database_says_what_to_run(self, tmp_path: Path) -> None:
         env = {"LIFELONG_DATA_DIR": str(tmp_path), "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
         result = lifelong("run", env=env, timeout=60)

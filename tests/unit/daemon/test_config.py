@@ -139,3 +139,30 @@ def test_reading_configuration_does_not_import_torch() -> None:
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "False False"
+
+
+class TestScheduleSettings:
+    @pytest.mark.parametrize(("schedule", "message"), [
+        ({"cron": "61 * * * *"}, r"schedule\.cron: '61 \* \* \* \*' is not a valid 5-field crontab expression"),
+        ({"cron": "every day"}, r"schedule\.cron: 'every day' is not a valid 5-field crontab expression"),
+        ({"cron": "0 3 * * *", "interval_s": 60}, r"schedule: set interval_s or cron, not both"),
+        ({"interval_s": 0}, r"schedule\.interval_s: Input should be greater than 0"),
+        ({"volume_threshold": -5}, r"schedule\.volume_threshold: Input should be greater than or equal to 1"),
+        ({"min_gap_s": -1}, r"schedule\.min_gap_s: Input should be greater than or equal to 0"),
+        ({"timezone": "Mars/Olympus"}, r"schedule\.timezone: unknown time zone 'Mars/Olympus'"),
+    ])
+    def test_schedule_that_cannot_work_names_the_key(self, schedule: dict, message: str) -> None:
+        with pytest.raises(ConfigError, match=message):
+            load_settings(schedule=schedule)
+
+    def test_schedule_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LIFELONG_SCHEDULE__CRON", "30 2 * * 1-5")
+        monkeypatch.setenv("LIFELONG_SCHEDULE__VOLUME_THRESHOLD", "500")
+        monkeypatch.setenv("LIFELONG_TRAINING__ON_SHUTDOWN", "finish")
+        settings = load_settings()
+        assert (settings.schedule.cron, settings.schedule.volume_threshold) == ("30 2 * * 1-5", 500)
+        assert settings.training.on_shutdown == "finish"
+
+    def test_on_shutdown_only_knows_cancel_and_finish(self) -> None:
+        with pytest.raises(ConfigError, match=r"training\.on_shutdown: Input should be 'cancel' or 'finish'"):
+            load_settings(training={"on_shutdown": "wait"})
