@@ -309,6 +309,7 @@ class Ingestor:
                     )
             except StoreUnavailable as exc:
                 self.metrics.store_failures.inc()
+                self.metrics.database_ok.set(0)
                 self.health.database_ok = False
                 self._note_error(str(exc))
                 logger.error("storing batch of %d records failed, retrying in %.1fs: %s",
@@ -323,6 +324,7 @@ class Ingestor:
             if not self.health.database_ok:
                 logger.info("database writable again")
             self.health.database_ok = True
+            self.metrics.database_ok.set(1)
             return result
 
     def _after_store(

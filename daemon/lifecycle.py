@@ -95,6 +95,10 @@ class Lifecycle:
         remove_partial_outputs(self.store.incoming_dir())
         with Session(self.engine) as session:
             interrupted = registry.fail_interrupted_runs(session)
+            last_success = registry.last_success_time(session)
+        if last_success is not None:
+            # Alerts compare against it; a restart must not look like "never trained".
+            self.metrics.training_last_success_timestamp.set(last_success)
         if interrupted:
             logger.warning("runs %s were interrupted by a stop and are recorded as failed", interrupted)
         return interrupted

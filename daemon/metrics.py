@@ -116,6 +116,12 @@ class Metrics:
         self.broker_connected = Gauge(
             "lifelong_ingest_broker_connected", "1 while the consumer is connected to the broker, else 0.", registry=r
         )
+        self.database_ok = Gauge(
+            "lifelong_ingest_database_ok",
+            "0 while ingest batches cannot be stored (database locked, unwritable or gone; offsets do not move), "
+            "else 1.",
+            registry=r,
+        )
         self.samples_stored = Gauge(
             "lifelong_samples_stored", "Samples in the database, by split (train, held_out).", ["split"], registry=r
         )
@@ -254,6 +260,7 @@ class Metrics:
             self.samples_stored.labels(split=split)
 
         self.training_last_success_timestamp.set(0)
+        self.database_ok.set(1)
 
     # ------------------------------------------------------------------ composite updates
     # The daemon reports events in its own terms; how they map onto series lives here,

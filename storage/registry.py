@@ -38,6 +38,7 @@ __all__ = [
     "get_version",
     "last_run",
     "last_snapshot_watermark",
+    "last_success_time",
     "latest_decisions",
     "list_runs",
     "list_versions",
@@ -273,6 +274,14 @@ def last_run(session: Session) -> TrainingRun | None:
     """The most recent run, whatever its status (the minimum gap between runs reads it)."""
     query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)  # type: ignore[union-attr]
     return session.execute(query).scalars().first()
+
+
+def last_success_time(session: Session) -> float | None:
+    """Unix time the newest succeeded run finished (metrics survive a restart through it)."""
+    query = (select(TrainingRun.finished_at).where(TrainingRun.status == "succeeded")
+             .order_by(TrainingRun.id.desc()).limit(1))  # type: ignore[union-attr]
+    found = session.execute(query).scalar_one_or_none()
+    return epoch_seconds(found) if found is not None else None
 
 
 def last_snapshot_watermark(session: Session) -> int:
