@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 __all__ = ["configure_logging"]
 
 _HANDLER_NAME = "lifelong"
-_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+#: Not extras: the record's own fields, and uvicorn's ANSI-coloured duplicate of the message.
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,6 +51,7 @@ def configure_logging(level: str = "INFO", *, json_format: bool = False) -> None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-    # kafka-python logs every connection at INFO; keep its warnings only.
-    for noisy in ("kafka", "alembic.runtime.plugins", "uvicorn.access"):
+    # kafka-python logs every connection at INFO, APScheduler every job run (the lease
+    # renewal runs every few seconds); keep their warnings only.
+    for noisy in ("kafka", "alembic.runtime.plugins", "uvicorn.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -49,9 +49,32 @@ def remove_partial_outputs(directory: Path) -> list[Path]:
     return removed
 
 
+class _ForwardingHandler(logging.Handler):
+    """Sends the child's log records to the parent, which logs them with its own handlers.
+
+    The daemon's log format (plain or one JSON object per line) then covers the
+    training process too, instead of the child writing its own lines to stderr.
+    """
+
+    def __init__(self, events: Any) -> None:
+        super().__init__(level=logging.WARNING)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.events.put(("log", {"name": record.name, "levelno": record.levelno, "levelname": record.levelname,
+                                     "msg": record.getMessage()[:4000], "created": record.created,
+                                     "worker_pid": os.getpid()}))
+        except Exception:  # noqa: BLE001 - logging must never break training
+            self.handleError(record)
+
+
 def _child_main(spec: TrainingSpec, events: Any, cancel: Any) -> None:
     """Entry point of the training process."""
-    logging.basicConfig(level=logging.WARNING)
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardingHandler(events)]
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # library warnings too, through the same path
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
 
     def report(progress: Progress) -> None:
@@ -169,6 +192,8 @@ class TrainingWorker:
             if kind == "progress":
                 if self.on_progress is not None:
                     self.on_progress(Progress(**payload))
+            elif kind == "log":
+                logging.getLogger(payload["name"]).handle(logging.makeLogRecord(payload))
             else:
                 outcome = (kind, payload)
         process.join(timeout=30)
@@ -196,7 +221,9 @@ class TrainingWorker:
                 kind, payload = events.get(timeout=0.5)
             except queue_module.Empty:
                 return last
-            if kind != "progress":
+            if kind == "log":
+                logging.getLogger(payload["name"]).handle(logging.makeLogRecord(payload))
+            elif kind != "progress":
                 last = (kind, payload)
 
     @staticmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import signal
 import threading
@@ -52,6 +54,17 @@ class TestWorkerSuccess:
         assert reports[-1].epoch == 2 and reports[-1].examples == 2 * 90
         assert all(r.examples_per_second > 0 for r in reports)
         assert _leftovers(tmp_path) == []
+
+    def test_worker_warnings_are_logged_by_the_parent(self, tiny_bert: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+        spec = _spec(tiny_bert, tmp_path / "v1", examples=30, epochs=1)
+        spec = dataclasses.replace(spec, train=[*spec.train, *synthetic_examples(["c3"], 2, seed=5, start_id=900)],
+                                   min_samples_per_label=5)
+        with caplog.at_level(logging.WARNING):
+            TrainingWorker(spec, timeout_s=300).run()
+        forwarded = [r for r in caplog.records if r.name == "learners.train" and "c3" in r.getMessage()]
+        assert forwarded, "the child's warning did not reach the parent's logging"
+        assert forwarded[0].levelno == logging.WARNING and forwarded[0].worker_pid != os.getpid()
 
     def test_torch_threads_setting_reaches_the_worker(self, tiny_bert: Path, tmp_path: Path) -> None:
         import dataclasses
