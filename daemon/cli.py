@@ -146,6 +146,10 @@ def demo(
             if as_json:
                 typer.echo(json.dumps(stage_rows[-1]))
                 return
+            if len(stage_rows) == 1:
+                api = info["api"]
+                _console.print(f"daemon API at {api}/v1 (token in {workdir / 'api-token'}), "
+                               f"Prometheus metrics at {api}/metrics, while the demo runs")
             _console.print(
                 f"[bold]{stage}[/bold]: sent {info['sent']} records with {len(info['new_labels'])} new labels "
                 f"-> stored {summary.counts.train} train / {summary.counts.held_out} held-out samples over "
@@ -162,9 +166,28 @@ def demo(
         )
         report_path = write_demo_report(workdir, stage_rows)
         if not as_json:
+            _print_stage_table(stage_rows)
             _print_summary(summary)
             _console.print(f"report: {report_path} (chart: {report_path.with_suffix('.png')})")
             _console.print(f"database: {settings.database_url}  (inspect with: lifelong status)")
+
+
+def _print_stage_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("stage", "new labels", "samples", "candidate", "accuracy", "macro-F1", "production before",
+                  "decision", "serving", "seconds", title="demo summary")
+    for row in rows:
+        retrained = row.get("retrain") or {}
+        run = retrained.get("run") or {}
+        evaluation = retrained.get("candidate") or {}
+        cand = (evaluation.get("candidate") or {}).get("all") or {}
+        prod = (evaluation.get("production") or {}).get("all") or {}
+        table.add_row(row["stage"], str(len(row["new_labels"])), str(row["status"]["samples"]["total"]),
+                      run.get("candidate_version") or "-",
+                      f"{cand['accuracy']:.3f}" if cand else "-", f"{cand['macro_f1']:.3f}" if cand else "-",
+                      f"{prod['accuracy']:.3f}" if prod else "-",
+                      str(run.get("outcome") or run.get("status") or "not trained"),
+                      str(retrained.get("production") or "-"), str(row["seconds"]))
+    _console.print(table)
 
 
 def _print_retrain(retrained: dict[str, Any]) -> None:

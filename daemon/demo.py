@@ -100,9 +100,14 @@ def _retrain(daemon: Daemon) -> dict[str, object]:
     from daemon.views import model_view, run_view
     from storage import registry
 
-    ticket = daemon.coordinator.request(trigger="demo", requested_by="demo")
+    ticket = daemon.triggers.fire("manual", requested_by="demo")
+    if ticket.run_id is None:
+        raise RuntimeError(f"the demo's retrain was refused: {ticket.detail}")
     daemon.coordinator.wait()
-    with Session(daemon._engine()) as session:
+    engine = daemon.engine
+    if engine is None:  # pragma: no cover - the daemon is started
+        raise RuntimeError("daemon not started")
+    with Session(engine) as session:
         run = registry.get_run(session, ticket.run_id)
         described = run_view(run) if run else {}
         version = registry.get_version(session, run.candidate_version) if run and run.candidate_version else None

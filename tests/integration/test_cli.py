@@ -95,6 +95,14 @@ class TestProduce:
 
 
 class TestDemo:
+    def test_demo_human_output_says_where_the_api_is_and_ends_with_a_table(self, tmp_path: Path) -> None:
+        result = lifelong("demo", "--quick", "--no-train", "--workdir", str(tmp_path / "demo"), timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Prometheus metrics at http://127.0.0.1:" in result.stdout
+        assert "/metrics" in result.stdout and "api-token" in result.stdout
+        assert "demo summary" in result.stdout
+        assert (tmp_path / "demo" / "demo-report.md").is_file()
+
     def test_demo_quick_streams_the_bundled_sample_in_stages(self, tmp_path: Path) -> None:
         result = lifelong("demo", "--quick", "--json", "--no-train", "--workdir", str(tmp_path / "demo"), timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
