@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich import box
 from rich.table import Table
 from sqlmodel import Session
 
@@ -173,20 +174,21 @@ def demo(
 
 
 def _print_stage_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("stage", "new labels", "samples", "candidate", "accuracy", "macro-F1", "production before",
-                  "decision", "serving", "seconds", title="demo summary")
+    # Narrow on purpose: it must stay readable in an 80-column terminal or a CI log.
+    table = Table("stage", "new", "samples", "version", "acc", "F1", "prod", "decision", "s", box=box.SIMPLE,
+                  title="demo summary", caption="new: new labels; acc, F1: candidate's held-out accuracy and "
+                  "macro-F1 on all labels; prod: production's accuracy before; s: seconds")
     for row in rows:
         retrained = row.get("retrain") or {}
         run = retrained.get("run") or {}
         evaluation = retrained.get("candidate") or {}
         cand = (evaluation.get("candidate") or {}).get("all") or {}
         prod = (evaluation.get("production") or {}).get("all") or {}
-        table.add_row(row["stage"], str(len(row["new_labels"])), str(row["status"]["samples"]["total"]),
-                      run.get("candidate_version") or "-",
+        table.add_row(row["stage"].removeprefix("stage "), str(len(row["new_labels"])),
+                      str(row["status"]["samples"]["total"]), run.get("candidate_version") or "-",
                       f"{cand['accuracy']:.3f}" if cand else "-", f"{cand['macro_f1']:.3f}" if cand else "-",
                       f"{prod['accuracy']:.3f}" if prod else "-",
-                      str(run.get("outcome") or run.get("status") or "not trained"),
-                      str(retrained.get("production") or "-"), str(row["seconds"]))
+                      str(run.get("outcome") or run.get("status") or "not trained"), f"{row['seconds']:.0f}")
     _console.print(table)
 
 
