@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ class Lifecycle:
         self.metrics = metrics or Metrics()
         self._worker: TrainingWorker | None = None
         self._cancel_reason: str | None = None
+        #: Held while production moves (alias commit -> predictor swap), so that
+        #: following production from the database never races a promotion in this process.
+        self._moving = threading.Lock()
 
     # ------------------------------------------------------------------ start-up
 
@@ -109,6 +113,14 @@ class Lifecycle:
         At start, and periodically: a standby daemon (or one whose operator promoted
         through another instance) follows production without a restart.
         """
+        if not self._moving.acquire(blocking=False):
+            return self.predictor.version  # this process is moving production right now
+        try:
+            return self._follow_production()
+        finally:
+            self._moving.release()
+
+    def _follow_production(self) -> str | None:
         with Session(self.engine) as session:
             version = registry.get_alias(session, registry.PRODUCTION)
             found = registry.get_version(session, version) if version else None
@@ -288,9 +300,11 @@ class Lifecycle:
             logger.info("candidate %s rejected: %s", version, decision.summary)
             return "rejected"
         prepared = self.predictor.prepare(version)
-        with Session(self.engine) as session:
-            record = registry.promote(session, version=version, run_id=run_id, checks=checks, reason=decision.summary)
-        self._went_live(prepared, record)
+        with self._moving:
+            with Session(self.engine) as session:
+                record = registry.promote(session, version=version, run_id=run_id, checks=checks,
+                                          reason=decision.summary)
+            self._went_live(prepared, record)
         return "promoted"
 
     def _finish(self, run_id: int, status: str, **fields: Any) -> TrainingRun:
@@ -332,11 +346,15 @@ class Lifecycle:
                     raise ActionRefused(f"the gate did not approve {version} ({gate.get('summary', 'no decision')}); "
                                         "promote it with force to override")
             prepared = self.predictor.prepare(version)
-            with Session(self.engine) as session:
-                record = registry.promote(session, version=version, actor=actor, reason=reason, forced=force)
         except (registry.RegistryError, ArtifactError, LearnerError) as exc:
             raise ActionRefused(str(exc)) from exc
-        self._went_live(prepared, record)
+        with self._moving:
+            try:
+                with Session(self.engine) as session:
+                    record = registry.promote(session, version=version, actor=actor, reason=reason, forced=force)
+            except registry.RegistryError as exc:
+                raise ActionRefused(str(exc)) from exc
+            self._went_live(prepared, record)
         return record
 
     def rollback(self, *, actor: str, reason: str | None) -> PromotionDecision:
@@ -347,11 +365,15 @@ class Lifecycle:
             if previous is None:
                 raise ActionRefused("no previous version to roll back to")
             prepared = self.predictor.prepare(previous)
-            with Session(self.engine) as session:
-                record = registry.rollback(session, actor=actor, reason=reason)
         except (registry.RegistryError, ArtifactError, LearnerError) as exc:
             raise ActionRefused(str(exc)) from exc
-        self._went_live(prepared, record)
+        with self._moving:
+            try:
+                with Session(self.engine) as session:
+                    record = registry.rollback(session, actor=actor, reason=reason)
+            except registry.RegistryError as exc:
+                raise ActionRefused(str(exc)) from exc
+            self._went_live(prepared, record)
         return record
 
     def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> None:
