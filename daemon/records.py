@@ -103,7 +103,8 @@ def _parse_ts(value: Any) -> datetime | Rejection:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return Rejection(Reason.INVALID_TS, f"field 'ts' is not ISO-8601: {value[:64]!r}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    # Stored in UTC: SQLite keeps no offset, so "12:00+02:00" must become 10:00, not 12:00.
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def validate(value: bytes | None, limits: Limits) -> ValidRecord | Rejection:

@@ -178,6 +178,42 @@ def _upsert_positions(session: Session, positions: Sequence[PartitionPosition]) 
     raise StoreUnavailable(f"unsupported database dialect {dialect!r}")  # pragma: no cover
 
 
+#: Column order of the sample rows built per batch (tuples: no dict per record).
+_SAMPLE_COLUMNS = ("external_id", "text", "label_id", "topic", "partition", "offset", "content_hash", "held_out",
+                   "event_ts", "meta", "ingested_at")
+
+
+def _insert_rows(session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """INSERT many rows; on SQLite straight through the driver's executemany.
+
+    SQLAlchemy's compiled executemany builds and processes a parameter dict per row,
+    about a tenth of ingest time at tens of thousands of records per second. On SQLite
+    the rows go to ``cursor.executemany`` as tuples instead, each value passed through
+    the column type's own bind processor (the same conversion SQLAlchemy applies, so
+    timestamps and JSON are stored identically). Other backends keep the Core path,
+    whose insertmanyvalues batching is already fast there.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    processors = [(i, processor) for i, name in enumerate(columns)
+                  if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+    if processors:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, processor in processors:
+                values[i] = processor(values[i])
+            converted.append(tuple(values))
+        rows = converted
+    quote = dialect.identifier_preparer.quote
+    statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                 f"VALUES ({', '.join('?' for _ in columns)})")
+    connection.exec_driver_sql(statement, rows)
+
+
 def write_ingest_batch(
     session: Session,
     *,
@@ -235,8 +271,9 @@ def _write(
     if fresh:
         labels, result.new_labels = _label_rows(session, sorted({s.label for s in fresh}))
         added: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         now = utcnow()
+        held_total = 0
         for sample in fresh:
             label_id, total, held = labels[sample.label]
             held_out = policy.assign(sample.split_key, label_total=total, label_heldout=held)
@@ -244,22 +281,11 @@ def _write(
             labels[sample.label][2] += int(held_out)
             added[sample.label][0] += 1
             added[sample.label][1] += int(held_out)
-            rows.append(
-                {
-                    "external_id": sample.external_id,
-                    "text": sample.text,
-                    "label_id": label_id,
-                    "topic": sample.topic,
-                    "partition": sample.partition,
-                    "offset": sample.offset,
-                    "content_hash": sample.content_hash,
-                    "held_out": held_out,
-                    "event_ts": sample.event_ts,
-                    "meta": sample.meta,
-                    "ingested_at": now,
-                }
-            )
-        session.execute(insert(Sample.__table__), rows)
+            held_total += int(held_out)
+            # In _SAMPLE_COLUMNS order.
+            rows.append((sample.external_id, sample.text, label_id, sample.topic, sample.partition, sample.offset,
+                         sample.content_hash, held_out, sample.event_ts, sample.meta, now))
+        _insert_rows(session, Sample.__table__, _SAMPLE_COLUMNS, rows)
         label_table = Label.__table__
         # One executemany for all labels of the batch, not one statement per label.
         session.execute(
@@ -275,7 +301,7 @@ def _write(
             ],
         )
         result.stored = len(rows)
-        result.held_out = sum(row["held_out"] for row in rows)
+        result.held_out = held_total
 
     letters = [d for d in dead_letters if (d.topic, d.partition, d.offset) not in seen_positions]
     result.duplicate_position += len(dead_letters) - len(letters)

@@ -25,6 +25,11 @@ class TestValidate:
         assert isinstance(got, ValidRecord) and got.event_ts is not None
         assert got.event_ts.utcoffset() is not None and got.event_ts.utcoffset().total_seconds() == 0
 
+    def test_validate_normalizes_an_offset_timestamp_to_utc(self) -> None:
+        got = validate(b'{"text": "t", "label": "l", "ts": "2026-01-02T12:00:00+02:00"}', LIMITS)
+        assert isinstance(got, ValidRecord) and got.event_ts is not None
+        assert got.event_ts.isoformat() == "2026-01-02T10:00:00+00:00"
+
     @pytest.mark.parametrize(
         ("value", "reason", "detail"),
         [
