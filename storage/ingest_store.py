@@ -39,9 +39,9 @@ logger = logging.getLogger(__name__)
 _IN_CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewSample:
-    """A validated record, ready to store."""
+    """A validated record, ready to store (built per record on the ingest hot path: not frozen)."""
 
     topic: str
     partition: int
