@@ -28,10 +28,14 @@ def content_hash(text: str, label: str) -> str:
     return hashlib.sha256(label.encode("utf-8") + b"\x1f" + text.encode("utf-8")).hexdigest()
 
 
+_HELDOUT_SALT = hashlib.sha256(b"lifelong-heldout\x00")
+
+
 def heldout_score(key: str) -> float:
     """A uniform number in [0, 1) fixed by ``key``."""
-    digest = hashlib.sha256(b"lifelong-heldout\x00" + key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    hasher = _HELDOUT_SALT.copy()  # the salt is hashed once; per key only the key is
+    hasher.update(key.encode("utf-8"))
+    return int.from_bytes(hasher.digest()[:8], "big") / 2**64
 
 
 @dataclass(frozen=True)
