@@ -84,7 +84,8 @@ class TestClassIncrementalStream:
     """Two tasks of three new labels each: the replay strategies must remember task 1."""
 
     @pytest.fixture(scope="class")
-    def old_label_accuracy(self, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    @classmethod
+    def old_label_accuracy(cls, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
         task1 = synthetic_examples(TASK1, 60, seed=1)
         task2 = synthetic_examples(TASK2, 60, seed=2, start_id=1000)
         test1 = synthetic_examples(TASK1, 30, seed=3, start_id=5000)
