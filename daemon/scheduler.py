@@ -36,9 +36,13 @@ from daemon.retrain import RetrainCoordinator
 from storage import registry
 from storage.samples import count_training_after
 
-__all__ = ["RetrainScheduler", "TriggerOutcome", "Triggers", "schedule_trigger"]
+__all__ = ["JOB_DEFAULTS", "RetrainScheduler", "TriggerOutcome", "Triggers", "interval_seconds", "schedule_trigger"]
 
 logger = logging.getLogger(__name__)
+
+#: Every job: one instance at a time, and fire times missed while the process was busy
+#: or asleep run once (not once per missed time), however late.
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 _SCHEDULE_JOB = "retrain-schedule"
 _VOLUME_JOB = "retrain-volume"
@@ -155,7 +159,7 @@ class RetrainScheduler:
         schedule = triggers.schedule
         self._scheduler = BackgroundScheduler(
             timezone=schedule.timezone,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            job_defaults=JOB_DEFAULTS,
         )
 
     def start(self) -> None:
