@@ -284,10 +284,10 @@ class ScheduleSettings(_Section):
     @classmethod
     def _valid_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            from apscheduler.triggers.cron import CronTrigger
+            from daemon.crontab import crontab_trigger
 
             try:
-                CronTrigger.from_crontab(value, timezone=info.data.get("timezone", "UTC"))
+                crontab_trigger(value, info.data.get("timezone", "UTC"))
             except ValueError as exc:
                 raise ValueError(f"{value!r} is not a valid 5-field crontab expression: {exc}") from exc
         return value

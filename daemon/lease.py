@@ -2,9 +2,13 @@
 
 Several daemons may share one database (a standby, a second replica for serving);
 only the lease holder trains. The keeper renews the lease every third of its TTL.
-It counts as held only until the expiry it last wrote, so when the database goes
-away the holder stops considering itself the trainer no later than a standby could
-take over, and its running retrain is cancelled rather than racing the new trainer.
+It counts as held only until the expiry it last wrote and only once the takeover
+work (closing runs a previous trainer left running) has succeeded. When a renewal
+finds the lease gone (expired during a database outage, or taken), the running
+retrain is asked to cancel; independently, each cycle re-checks the lease at its step
+boundaries, and a gate promotion checks it again inside the promotion transaction, so
+a trainer that lost the lease never moves production. Its worker may take a few
+seconds to stop.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class LeaseKeeper:
         #: Unique per process start, readable by operators: host, pid, random suffix.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._expires_ms = 0
-        self._was_held = False
+        #: The takeover callback succeeded for the current tenure.
+        self._ready = False
         self._lock = threading.Lock()
 
     @property
@@ -62,10 +67,15 @@ class LeaseKeeper:
 
     @property
     def held(self) -> bool:
-        return _now_ms() < self._expires_ms
+        """This daemon may train: the lease is ours (by the expiry we last wrote) and taken over."""
+        return self._ready and _now_ms() < self._expires_ms
 
     def tick(self) -> bool:
-        """Take or renew the lease; fire the callbacks on a change. Returns whether it is held."""
+        """Take or renew the lease; run the takeover or loss callback on a change. Returns :attr:`held`.
+
+        Never raises: it runs on a scheduler thread, where an exception would only be
+        logged by APScheduler and the keeper's state would be left half-updated.
+        """
         with self._lock:
             now = _now_ms()
             try:
@@ -78,16 +88,26 @@ class LeaseKeeper:
                 # Keep what we have until it runs out: a blip must not stop training,
                 # an outage longer than the TTL must.
                 logger.warning("cannot renew the training lease: %s", exc.__class__.__name__)
+            ours = _now_ms() < self._expires_ms
+            if ours and not self._ready:
+                try:
+                    self.on_acquired()
+                except Exception:  # noqa: BLE001 - retried at the next tick
+                    logger.exception("taking over training failed; retrying at the next renewal")
+                else:
+                    self._ready = True
+                    logger.info("took the training lease as %s: this daemon trains", self.holder)
+            lost = self._ready and not ours
+            if lost:
+                self._ready = False
             held = self.held
-            changed = held != self._was_held
-            self._was_held = held
         self.metrics.training_lease_held.set(1 if held else 0)
-        if changed and held:
-            logger.info("took the training lease as %s: this daemon trains", self.holder)
-            self.on_acquired()
-        elif changed:
+        if lost:
             logger.error("lost the training lease (%s): this daemon no longer trains", self.holder)
-            self.on_lost()
+            try:
+                self.on_lost()
+            except Exception:  # noqa: BLE001 - the cycle re-checks the lease by itself
+                logger.exception("handling the loss of the training lease failed")
         return held
 
     def holder_info(self) -> dict[str, object]:
@@ -105,7 +125,7 @@ class LeaseKeeper:
     def release(self) -> None:
         """Give the lease up on a clean stop, so a standby takes over at its next renewal."""
         with self._lock:
-            if not self.held:
+            if _now_ms() >= self._expires_ms:
                 return
             try:
                 with Session(self.engine) as session:
@@ -113,5 +133,5 @@ class LeaseKeeper:
             except SQLAlchemyError as exc:
                 logger.warning("could not release the training lease (it expires by itself): %s", exc)
             self._expires_ms = 0
-            self._was_held = False
+            self._ready = False
         self.metrics.training_lease_held.set(0)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
@@ -49,6 +49,15 @@ logger = logging.getLogger(__name__)
 
 class ActionRefused(Exception):
     """An operator action was refused; production is unchanged. The message says why."""
+
+
+class TrainerLease(Protocol):
+    """What a cycle needs to know about the training lease (daemon.lease.LeaseKeeper)."""
+
+    holder: str
+
+    @property
+    def held(self) -> bool: ...
 
 
 @dataclass
@@ -81,6 +90,9 @@ class Lifecycle:
         self.predictor = predictor
         self.publisher = publisher
         self.metrics = metrics or Metrics()
+        #: Set by the daemon: cycles stop at a step boundary once it is lost, and gate
+        #: promotions check it in the promotion transaction. None: no lease (tests, tools).
+        self.lease: TrainerLease | None = None
         self._worker: TrainingWorker | None = None
         self._cancel_reason: str | None = None
         #: Held while production moves (alias commit -> predictor swap), so that
@@ -89,16 +101,19 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ start-up
 
-    def take_over_training(self) -> list[int]:
+    def take_over_training(self, *, active_run: int | None = None) -> list[int]:
         """Called when this daemon becomes the trainer (it took the training lease).
 
-        Runs still recorded as running belong to a trainer that stopped without
-        finishing them (only the lease holder runs cycles), so they are closed as
-        failed (``interrupted``), and what their workers left half-written is removed.
+        Runs still recorded as running, except ``active_run`` (this process's own, when
+        it regains a lease it lost during a database outage), belong to a trainer that
+        stopped without finishing them (only the lease holder runs cycles), so they are
+        closed as failed (``interrupted``), and what their workers left half-written is
+        removed (unless a worker of ours may still be writing).
         """
-        remove_partial_outputs(self.store.incoming_dir())
+        if active_run is None:
+            remove_partial_outputs(self.store.incoming_dir())
         with Session(self.engine) as session:
-            interrupted = registry.fail_interrupted_runs(session)
+            interrupted = registry.fail_interrupted_runs(session, keep=active_run)
             last_success = registry.last_success_time(session)
         if last_success is not None:
             # Alerts compare against it; a restart must not look like "never trained".
@@ -158,7 +173,12 @@ class Lifecycle:
         return self.execute(self.begin_run(trigger=trigger, requested_by=requested_by), on_progress=on_progress)
 
     def begin_run(self, *, trigger: str, requested_by: str | None = None) -> int:
-        """Record a new run (status ``running``) and return its id; :meth:`execute` does the work."""
+        """Record a new run (status ``running``) and return its id; :meth:`execute` does the work.
+
+        Clears any earlier cancellation here, before the run's thread exists, so a
+        cancel that arrives between the start of the thread and its first step is kept.
+        """
+        self._cancel_reason = None
         with Session(self.engine) as session:
             run = registry.create_run(session, trigger=trigger, requested_by=requested_by)
         return int(run.id or 0)
@@ -167,7 +187,6 @@ class Lifecycle:
         """Carry out the cycle for a run made by :meth:`begin_run`."""
         clock = _StepClock(run_id, self.engine)
         candidate_dir = None
-        self._cancel_reason = None
         try:
             started = time.perf_counter()
             parent, train, replay, up_to = self._snapshot()
@@ -177,7 +196,7 @@ class Lifecycle:
             clock.record("snapshot", started, train=len(train), replay=len(replay), up_to_sample=up_to)
             if not train:
                 return self._finish(run_id, "skipped", error_reason="no_new_data")
-            if self._cancel_reason is not None:
+            if self._stopping():
                 return self._cancelled(run_id)
 
             with Session(self.engine) as session:
@@ -194,7 +213,7 @@ class Lifecycle:
                 device=training.device, torch_threads=training.torch_threads,
             )
             self._worker = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress)
-            if self._cancel_reason is not None:  # asked between the check above and the worker existing
+            if self._stopping():  # asked between the check above and the worker existing
                 self._worker.cancel()
             try:
                 result = self._worker.run()
@@ -209,13 +228,13 @@ class Lifecycle:
                          examples_per_second=round(result.examples_per_second, 2), new_labels=result.new_labels,
                          flagged_labels=result.flagged_labels)
 
-            if self._cancel_reason is not None:
+            if self._stopping():
                 return self._cancelled(run_id)
             started = time.perf_counter()
             outcome = self._evaluate(candidate_dir, parent, up_to)
             clock.record("evaluate", started, sets={k: v.n for k, v in outcome.candidate.items()})
             self.metrics.record_evaluation(outcome.summary())
-            if self._cancel_reason is not None:
+            if self._stopping():
                 return self._cancelled(run_id)
 
             started = time.perf_counter()
@@ -252,7 +271,12 @@ class Lifecycle:
             clock.record("publish", started, checksum=manifest.checksum)
 
             started = time.perf_counter()
-            outcome_name = self._apply(version, decision, run_id)
+            try:
+                outcome_name = self._apply(version, decision, run_id)
+            except registry.LeaseLost as exc:
+                clock.record("decide", started, status="failed", reason="lease_lost")
+                self._cancel_reason = str(exc)
+                return self._cancelled(run_id)
             clock.record("decide", started, outcome=outcome_name)
             self._prune()
             return self._finish(run_id, "succeeded", outcome=outcome_name)
@@ -263,10 +287,16 @@ class Lifecycle:
             if candidate_dir is not None:
                 shutil.rmtree(candidate_dir, ignore_errors=True)
 
+    def _stopping(self) -> bool:
+        """Whether the cycle must stop at this step boundary: cancelled, or no longer the trainer."""
+        if self._cancel_reason is None and self.lease is not None and not self.lease.held:
+            self._cancel_reason = "this daemon no longer holds the training lease"
+        return self._cancel_reason is not None
+
     def _cancelled(self, run_id: int) -> TrainingRun:
         reason = self._cancel_reason or "cancelled"
         return self._finish(run_id, "cancelled", error_reason="cancelled",
-                            error=f"cancelled before a candidate was published ({reason})")
+                            error=f"cancelled before production could change ({reason})")
 
     def _snapshot(self) -> tuple[ModelVersion | None, list[Example], list[Example], int]:
         with Session(self.engine) as session:
@@ -303,8 +333,10 @@ class Lifecycle:
         with self._moving:
             with Session(self.engine) as session:
                 record = registry.promote(session, version=version, run_id=run_id, checks=checks,
-                                          reason=decision.summary)
-            self._went_live(prepared, record)
+                                          reason=decision.summary,
+                                          lease_holder=self.lease.holder if self.lease is not None else None)
+            event = self._went_live(prepared, record)
+        self._announce(event)
         return "promoted"
 
     def _finish(self, run_id: int, status: str, **fields: Any) -> TrainingRun:
@@ -354,7 +386,8 @@ class Lifecycle:
                     record = registry.promote(session, version=version, actor=actor, reason=reason, forced=force)
             except registry.RegistryError as exc:
                 raise ActionRefused(str(exc)) from exc
-            self._went_live(prepared, record)
+            event = self._went_live(prepared, record)
+        self._announce(event)
         return record
 
     def rollback(self, *, actor: str, reason: str | None) -> PromotionDecision:
@@ -373,11 +406,12 @@ class Lifecycle:
                     record = registry.rollback(session, actor=actor, reason=reason)
             except registry.RegistryError as exc:
                 raise ActionRefused(str(exc)) from exc
-            self._went_live(prepared, record)
+            event = self._went_live(prepared, record)
+        self._announce(event)
         return record
 
-    def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> None:
-        """Serve the new production model, then tell the world (the DB already says so)."""
+    def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> dict[str, Any]:
+        """Serve the new production model; returns the event that tells the world (the DB already says so)."""
         self.predictor.activate(prepared)
         manifest = self.store.read_manifest(prepared.version)
         with Session(self.engine) as session:
@@ -402,6 +436,10 @@ class Lifecycle:
             "checksum": manifest.checksum,
             "time": datetime.now(timezone.utc).isoformat(),
         }
+        return event
+
+    def _announce(self, event: dict[str, Any]) -> None:
+        """Publish outside the production lock: a broker outage must not block promote/rollback."""
         if self.publisher is None:
             return
         try:

@@ -267,7 +267,18 @@ class Metrics:
     # next to the definitions, so every writer of a metric is easy to find.
 
     def record_evaluation(self, summary: Mapping[str, Any]) -> None:
-        """A candidate was evaluated (``EvaluationOutcome.summary()``): candidate and production quality."""
+        """A candidate was evaluated (``EvaluationOutcome.summary()``): candidate and production quality.
+
+        The candidate series are replaced, not updated: a set this candidate was not
+        scored on (e.g. no new labels) must not keep the previous candidate's value.
+        """
+        for name in EVAL_SETS:
+            for gauge in (self.evaluation_accuracy, self.evaluation_macro_f1):
+                try:
+                    gauge.remove("candidate", name)
+                except KeyError:
+                    pass
+        self.candidate_forgetting.set(0)
         self._set_quality("candidate", summary.get("candidate"))
         production = summary.get("production")
         if production:

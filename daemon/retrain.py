@@ -14,13 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.lifecycle import Lifecycle
+from daemon.lifecycle import Lifecycle, TrainerLease
 from daemon.metrics import Metrics
 from learners.strategies import Progress
 
-__all__ = ["RetrainCoordinator", "RetrainTicket"]
+__all__ = ["RetrainCoordinator", "RetrainRefused", "RetrainTicket"]
 
 logger = logging.getLogger(__name__)
+
+
+class RetrainRefused(Exception):
+    """No run was started; the message says why (shutting down, not the trainer)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class RetrainCoordinator:
         self._thread: threading.Thread | None = None
         self._run_id: int | None = None
         self._closed = False
+        #: Checked under the lock right before a run starts (the trigger's own check
+        #: may be stale by then). None: no lease (tests, tools).
+        self.lease: TrainerLease | None = None
         self.last_progress: Progress | None = None
 
     @property
@@ -48,13 +55,21 @@ class RetrainCoordinator:
         with self._lock:
             return self._run_id if self._thread is not None and self._thread.is_alive() else None
 
-    def request(self, *, trigger: str, requested_by: str | None = None) -> RetrainTicket | None:
-        """Start a run, or return the active one; None once :meth:`close` was called (shutting down)."""
+    def request(self, *, trigger: str, requested_by: str | None = None) -> RetrainTicket:
+        """Start a run, or return the active one.
+
+        Raises
+        ------
+        RetrainRefused
+            The daemon is shutting down, or it does not hold the training lease.
+        """
         with self._lock:
             if self._thread is not None and self._thread.is_alive() and self._run_id is not None:
                 return RetrainTicket(self._run_id, started=False)
             if self._closed:
-                return None
+                raise RetrainRefused("the daemon is shutting down")
+            if self.lease is not None and not self.lease.held:
+                raise RetrainRefused("this daemon does not hold the training lease")
             run_id = self.lifecycle.begin_run(trigger=trigger, requested_by=requested_by)
             self._run_id = run_id
             self._thread = threading.Thread(target=self._execute, args=(run_id,), name=f"retrain-{run_id}",
@@ -94,7 +109,13 @@ class RetrainCoordinator:
         started = time.monotonic()
         try:
             run = self.lifecycle.execute(run_id, on_progress=progress)
-            self.metrics.observe_run(status=run.status, outcome=run.outcome, seconds=time.monotonic() - started,
-                                     finished_at=time.time())
+            status, outcome = run.status, run.outcome
+        except Exception:  # noqa: BLE001 - e.g. the database is gone and even the failure cannot be recorded
+            # The run stays "running" in the database until a trainer takes over
+            # (this one after a restart) and records it as interrupted.
+            logger.exception("retrain run %d ended without its end being recorded", run_id)
+            status, outcome = "failed", None
         finally:
             self.metrics.training_in_progress.set(0)
+        self.metrics.observe_run(status=status, outcome=outcome, seconds=time.monotonic() - started,
+                                 finished_at=time.time())

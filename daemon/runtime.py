@@ -142,10 +142,16 @@ class Daemon:
         """
         self.stop_event.set()
         if self.scheduler is not None:
-            self.scheduler.shutdown()
+            self.scheduler.stop_triggers()  # the lease renewal keeps running until the retrain is settled
         self._settle_retrain()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
         if self.lease is not None:
-            self.lease.release()
+            if self.coordinator is not None and self.coordinator.active_run is not None:
+                logger.error("retrain run %s is still running; the training lease is left to expire",
+                             self.coordinator.active_run)
+            else:
+                self.lease.release()
         if self._publisher is not None:
             self._publisher.close()
         for thread in self._threads:
@@ -237,8 +243,9 @@ class Daemon:
                                                publisher=self._publisher, metrics=self.metrics)
         self.coordinator = coordinator = RetrainCoordinator(lifecycle, metrics=self.metrics)
         self.lease = LeaseKeeper(engine, ttl_s=s.training.lease_ttl_s, metrics=self.metrics,
-                                 on_acquired=lifecycle.take_over_training,
+                                 on_acquired=lambda: lifecycle.take_over_training(active_run=coordinator.active_run),
                                  on_lost=lambda: coordinator.cancel("lost the training lease"))
+        lifecycle.lease = coordinator.lease = self.lease
         self.triggers = Triggers(coordinator=coordinator, lease=self.lease, engine=engine, schedule=s.schedule,
                                  metrics=self.metrics)
         self.scheduler = RetrainScheduler(triggers=self.triggers, lease=self.lease,

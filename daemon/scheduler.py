@@ -1,10 +1,12 @@
 """When retrains start: the schedule, data volume and operators, all through one door.
 
-:class:`Triggers` is that door. Whatever asks, it checks (in this order) that this
-daemon holds the training lease, that the minimum gap since the last run has passed
-(automatic triggers only: an operator asking for a retrain gets one), and then asks
-the single-flight coordinator, which starts a run or returns the active one. Each
-outcome is counted by reason and result, and each run records its trigger.
+:class:`Triggers` is that door. Whatever asks: while a run is active, the trigger
+joins it; otherwise this daemon must hold the training lease, and for the automatic
+triggers the minimum gap since the last run must have passed (an operator asking for
+a retrain gets one; a schedule time inside the gap is skipped, and the volume trigger
+waits quietly until the gap ends), and then the single-flight coordinator starts the
+run (re-checking the lease under its lock). Each outcome is counted by reason and
+result, and each run records its trigger.
 
 :class:`RetrainScheduler` runs the periodic jobs on APScheduler 3 (a
 ``BackgroundScheduler``): the interval or cron schedule, the volume check, the lease
@@ -23,16 +25,16 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from daemon.config import ScheduleSettings
+from daemon.crontab import crontab_trigger
 from daemon.lease import LeaseKeeper
 from daemon.metrics import Metrics
-from daemon.retrain import RetrainCoordinator
+from daemon.retrain import RetrainCoordinator, RetrainRefused
 from storage import registry
 from storage.samples import count_training_after
 
@@ -94,9 +96,10 @@ class Triggers:
                 return TriggerOutcome(reason, "deferred", None,
                                       f"schedule.min_gap_s: the last run started less than "
                                       f"{self.schedule.min_gap_s:.0f}s ago (ready in {wait_s:.0f}s)")
-        ticket = self.coordinator.request(trigger=reason, requested_by=requested_by)
-        if ticket is None:
-            return TriggerOutcome(reason, "refused", None, "the daemon is shutting down")
+        try:
+            ticket = self.coordinator.request(trigger=reason, requested_by=requested_by)
+        except RetrainRefused as exc:
+            return TriggerOutcome(reason, "refused", None, str(exc))
         return TriggerOutcome(reason, "started" if ticket.started else "joined", ticket.run_id)
 
     def _gap_remaining_s(self) -> float:
@@ -118,6 +121,8 @@ class Triggers:
         if threshold is None or self.coordinator.active_run is not None or not self.lease.held:
             return None
         try:
+            if self.schedule.min_gap_s > 0 and self._gap_remaining_s() > 0:
+                return None  # fires once the gap has passed; no trigger counted meanwhile
             waiting = self.new_training_samples()
         except SQLAlchemyError as exc:
             logger.warning("volume check skipped, database unavailable: %s", exc.__class__.__name__)
@@ -132,7 +137,7 @@ def schedule_trigger(schedule: ScheduleSettings) -> BaseTrigger | None:
     if schedule.interval_s is not None:
         return IntervalTrigger(seconds=schedule.interval_s, timezone=schedule.timezone)
     if schedule.cron is not None:
-        return CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
+        return crontab_trigger(schedule.cron, schedule.timezone)
     return None
 
 
@@ -181,6 +186,16 @@ class RetrainScheduler:
         logger.info("retrain triggers: schedule=%s volume_threshold=%s min_gap_s=%s",
                     schedule.cron or (f"every {schedule.interval_s:g}s" if schedule.interval_s else "none"),
                     schedule.volume_threshold, schedule.min_gap_s)
+
+    def stop_triggers(self) -> None:
+        """Shutdown, first step: no new retrains and no model swaps; the lease keeps being renewed.
+
+        The lease must outlive a retrain that is finishing (``training.on_shutdown:
+        finish``), or a standby would take over and train while this daemon still can.
+        """
+        for job_id in (_SCHEDULE_JOB, _VOLUME_JOB, _SERVING_JOB):
+            if self._scheduler.get_job(job_id) is not None:
+                self._scheduler.remove_job(job_id)
 
     def next_scheduled(self) -> datetime | None:
         job = self._scheduler.get_job(_SCHEDULE_JOB)

@@ -42,6 +42,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) 
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql":
+            # A database that stops answering must fail a connection attempt in seconds, not
+            # hang the lease renewal or a shutdown for the OS's TCP timeout (minutes).
+            kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
 

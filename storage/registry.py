@@ -22,12 +22,13 @@ from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingRun, utcnow
+from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingLease, TrainingRun, utcnow
 
 __all__ = [
     "PRODUCTION",
     "PREVIOUS",
     "EvaluationRow",
+    "LeaseLost",
     "RegistryError",
     "create_run",
     "epoch_seconds",
@@ -60,6 +61,10 @@ _VERSION = re.compile(r"^v[0-9]{4,9}$")
 
 class RegistryError(StorageError):
     """A registry operation was refused; the message says why (production is unchanged)."""
+
+
+class LeaseLost(RegistryError):
+    """A gate promotion was refused because its trainer no longer holds the training lease."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,18 @@ def finish_run(session: Session, *, run_id: int, status: str, outcome: str | Non
                           error=error, finished_at=utcnow())
 
 
-def fail_interrupted_runs(session: Session) -> list[int]:
-    """Mark runs still ``running`` as failed (``interrupted``); call at start, before any run begins.
+def fail_interrupted_runs(session: Session, *, keep: int | None = None) -> list[int]:
+    """Mark runs still ``running`` (but ``keep``, this process's own) as failed (``interrupted``).
 
-    A daemon killed mid-run cannot record the end of its run; without this the run
-    would claim to be running forever.
+    Called by a daemon that has just taken the training lease: only the holder runs
+    cycles, so any other running run belongs to a trainer that stopped (killed, or cut
+    off from the database) before it could record the end; without this the run would
+    claim to be running forever.
     """
-    runs = list(session.execute(select(TrainingRun).where(TrainingRun.status == "running")).scalars())  # type: ignore[arg-type]
+    query = select(TrainingRun).where(TrainingRun.status == "running")
+    if keep is not None:
+        query = query.where(TrainingRun.id != keep)
+    runs = list(session.execute(query).scalars())  # type: ignore[arg-type]
     for run in runs:
         run.status = "failed"
         run.error_reason = "interrupted"
@@ -198,15 +208,29 @@ def record_decision(session: Session, *, candidate: str, outcome: str, run_id: i
 
 
 def promote(session: Session, *, version: str, run_id: int | None = None, checks: Sequence[dict[str, Any]] = (),
-            actor: str = "gate", reason: str | None = None, forced: bool = False) -> PromotionDecision:
+            actor: str = "gate", reason: str | None = None, forced: bool = False,
+            lease_holder: str | None = None) -> PromotionDecision:
     """Make ``version`` production (the old production becomes previous) and record why, atomically.
+
+    With ``lease_holder`` (a gate promotion at the end of a training run) the same
+    transaction first checks, with the lease row locked, that the holder still holds
+    the training lease: a trainer that lost it mid-run (paused, partitioned) must not
+    move production under the daemon that took over.
 
     Raises
     ------
     RegistryError
-        The version does not exist, is already production, or (unless ``forced``) was
-        never evaluated.
+        The version does not exist, is already production, (unless ``forced``) was
+        never evaluated, or ``lease_holder`` no longer holds the training lease.
     """
+    if lease_holder is not None:
+        held = session.execute(
+            select(TrainingLease.holder, TrainingLease.expires_at_ms)
+            .where(TrainingLease.name == "training").with_for_update()
+        ).first()
+        now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+        if held is None or held[0] != lease_holder or held[1] <= now_ms:
+            raise LeaseLost(f"{lease_holder} no longer holds the training lease; production is left to its holder")
     if get_version(session, version) is None:
         raise RegistryError(f"version {version!r} does not exist")
     current = get_alias(session, PRODUCTION)
@@ -285,8 +309,14 @@ def last_success_time(session: Session) -> float | None:
 
 
 def last_snapshot_watermark(session: Session) -> int:
-    """Highest sample id any run's snapshot covered (0 before the first); the volume trigger counts from it."""
-    query = select(func.max(TrainingRun.data_up_to))
+    """Highest sample id a run's snapshot covered (0 before the first); the volume trigger counts from it.
+
+    Runs that were cancelled or interrupted by a stop do not count: their samples still
+    wait for a run. Failed runs do, or a deterministic failure would retrigger at once.
+    """
+    query = select(func.max(TrainingRun.data_up_to)).where(
+        TrainingRun.status != "cancelled",
+        func.coalesce(TrainingRun.error_reason, "") != "interrupted")
     return int(session.execute(query).scalar_one() or 0)
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,12 +187,14 @@ class TestTriggers:
         assert _metric(daemon, "lifelong_training_triggers_total", {"reason": "volume", "result": "started"}) == 1
         engine.dispose()
 
-        # Same database, a daemon with a long minimum gap: the threshold is met again but deferred.
+        # Same database, a daemon with a long minimum gap: the threshold is met again, but
+        # the volume trigger waits for the gap to pass.
         gapped = start_daemon(schedule={"volume_threshold": 20, "volume_check_s": 0.3, "min_gap_s": 3600})
         with _client(gapped) as client:
-            wait_for(lambda: _metric(gapped, "lifelong_training_triggers_total",
-                                     {"reason": "volume", "result": "deferred"}) >= 2, what="deferred triggers")
+            assert client.get("/v1/status").json()["training"]["volume"]["new_training_samples"] >= 20
+            time.sleep(2)
             assert len(client.get("/v1/runs").json()) == 1
+            assert _metric(gapped, "lifelong_training_triggers_total", {"reason": "volume", "result": "started"}) == 0
             manual = client.post("/v1/retrain", json={})  # an operator is not held back by the gap
             assert manual.status_code == 202 and manual.json()["started"] is True
             _wait_run(client, manual.json()["run_id"])
@@ -228,6 +231,32 @@ class TestTrainingLease:
             _wait_run(two, taken.json()["run_id"])
         assert _metric(second, "lifelong_training_triggers_total", {"reason": "manual", "result": "refused"}) == 1
         assert _metric(second, "lifelong_training_lease_held") == 1
+
+
+    def test_a_finishing_trainer_keeps_the_lease_until_its_run_has_ended(
+        self, start_daemon, broker: EmbeddedBroker, topic: str
+    ) -> None:
+        slow = {"lease_ttl_s": 3, "on_shutdown": "finish",
+                "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 40, "batch_size": 8,
+                             "max_length": 24}}
+        trainer = start_daemon(training=slow)
+        standby = start_daemon(training=slow)
+        sent = _send(broker, topic, STAGE1, 40, seed=13)
+        with _client(trainer) as client:
+            wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] >= sent, what="records stored")
+            run_id = client.post("/v1/retrain", json={}).json()["run_id"]
+            wait_for(lambda: (client.get("/v1/status").json().get("progress") or {}).get("step", 0) > 0,
+                     timeout_s=60, what="training under way")
+        stopping = threading.Thread(target=trainer.stop)
+        stopping.start()
+        standby_held_while_stopping = False
+        while stopping.is_alive():
+            standby_held_while_stopping |= standby.lease.held
+            time.sleep(0.2)
+        assert not standby_held_while_stopping, "the standby took the lease while the trainer was still training"
+        with _client(standby) as client:
+            assert client.get(f"/v1/runs/{run_id}").json()["status"] == "succeeded"
+        wait_for(lambda: standby.lease.held, timeout_s=10, what="the standby to take over after the stop")
 
 
 def _run_process(broker: EmbeddedBroker, topic: str, url: str, data_dir: Path, tiny_bert: Path, port: int,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config import load_settings
+from daemon.crontab import crontab_trigger
 from daemon.scheduler import JOB_DEFAULTS, interval_seconds, schedule_trigger
 
 
@@ -58,3 +61,27 @@ def test_schedule_interval_in_seconds_for_interval_cron_and_none() -> None:
     hourly_workdays = schedule_trigger(load_settings(schedule={"cron": "15 * * * 1-5"}).schedule)
     assert interval_seconds(hourly_workdays, now) == 3_600
     assert interval_seconds(schedule_trigger(load_settings().schedule), now) == 0
+
+
+@pytest.mark.parametrize(("weekday", "expected"), [
+    ("0", ["Sun"]), ("7", ["Sun"]), ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+    ("5-7", ["Fri", "Sat", "Sun"]), ("sat,sun", ["Sat", "Sun"]), ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+    ("*/2", ["Sun", "Tue", "Thu", "Sat"]), ("*", ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]),
+])
+def test_cron_weekdays_mean_what_crontab_means(weekday: str, expected: list[str]) -> None:
+    """APScheduler counts weekdays from Monday; a crontab's 0 is Sunday."""
+    trigger = crontab_trigger(f"0 3 * * {weekday}", "UTC")
+    moment = datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc)  # a Sunday
+    seen = []
+    for _ in range(7):
+        moment = trigger.get_next_fire_time(None, moment)
+        seen.append(moment.strftime("%a"))
+        moment += timedelta(minutes=1)
+    assert set(seen) == set(expected)
+    assert moment.hour == 3
+
+
+@pytest.mark.parametrize("weekday", ["8", "fri-mon", "x", "1/0", ""])
+def test_bad_weekday_fields_are_refused(weekday: str) -> None:
+    with pytest.raises(ValueError):
+        crontab_trigger(f"0 3 * * {weekday}".strip(), "UTC")

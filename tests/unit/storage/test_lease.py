@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from sqlmodel import Session
 
 from storage import lease
@@ -55,4 +57,31 @@ def test_racing_contenders_get_exactly_one_winner(database_url: str) -> None:
     assert len(winners) == 1
     with Session(engine) as session:
         assert lease.read(session).holder == winners[0]
+    engine.dispose()
+
+
+def test_a_gate_promotion_needs_the_lease_in_the_same_transaction(database_url: str) -> None:
+    import time as _time
+
+    from storage import registry
+    from storage.models import ModelVersion
+
+    engine = make_engine(database_url)
+    now = int(_time.time() * 1000)
+    with Session(engine) as session:
+        for name in ("v0001", "v0002"):
+            registry.record_version(session, ModelVersion(name=name, strategy="replay", artifact_path=f"/m/{name}",
+                                                          checksum="0" * 64))
+            registry.record_evaluations(session, run_id=None, version=name,
+                                        rows=[registry.EvaluationRow("all", "macro_f1", 0.9, 10)])
+        assert lease.acquire(session, holder="trainer", ttl_ms=TTL, now_ms=now)
+        registry.promote(session, version="v0001", lease_holder="trainer")
+        with pytest.raises(registry.LeaseLost, match="other no longer holds the training lease"):
+            registry.promote(session, version="v0002", lease_holder="other")
+        assert lease.release(session, holder="trainer")
+        with pytest.raises(registry.LeaseLost):
+            registry.promote(session, version="v0002", lease_holder="trainer")
+        assert registry.get_alias(session, registry.PRODUCTION) == "v0001"
+        registry.promote(session, version="v0002", actor="operator")  # operators need no lease
+        assert registry.get_alias(session, registry.PRODUCTION) == "v0002"
     engine.dispose()

@@ -99,3 +99,29 @@ class TestInterruptedRuns:
         assert closed.finished_at is not None
         assert registry.get_run(session, int(done.id or 0)).status == "succeeded"
         assert registry.fail_interrupted_runs(session) == []
+
+
+class TestRunBookkeeping:
+    def test_takeover_closes_other_running_runs_but_keeps_its_own(self, session: Session) -> None:
+        mine = registry.create_run(session, trigger="manual").id
+        orphan = registry.create_run(session, trigger="schedule").id
+        assert registry.fail_interrupted_runs(session, keep=mine) == [orphan]
+        assert registry.get_run(session, mine).status == "running"
+        assert (registry.get_run(session, orphan).status, registry.get_run(session, orphan).error_reason) == (
+            "failed", "interrupted")
+
+    def test_volume_watermark_ignores_cancelled_and_interrupted_runs(self, session: Session) -> None:
+        done = registry.create_run(session, trigger="volume").id
+        registry.set_run_fields(session, run_id=done, data_up_to=100)
+        registry.finish_run(session, run_id=done, status="succeeded", outcome="promoted")
+        failed = registry.create_run(session, trigger="volume").id
+        registry.set_run_fields(session, run_id=failed, data_up_to=150)
+        registry.finish_run(session, run_id=failed, status="failed", error_reason="error")
+        assert registry.last_snapshot_watermark(session) == 150  # a failure does not retrigger at once
+        cancelled = registry.create_run(session, trigger="volume").id
+        registry.set_run_fields(session, run_id=cancelled, data_up_to=300)
+        registry.finish_run(session, run_id=cancelled, status="cancelled", error_reason="cancelled")
+        stopped = registry.create_run(session, trigger="volume").id
+        registry.set_run_fields(session, run_id=stopped, data_up_to=400)
+        registry.fail_interrupted_runs(session)
+        assert registry.last_snapshot_watermark(session) == 150
