@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from daemon.ingest import IngestHealth
 from daemon.metrics import Metrics
 
-__all__ = ["ControlPlane", "Readiness", "create_app"]
+__all__ = ["ControlPlane", "NotFound", "Readiness", "Refused", "Unavailable", "create_app"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class Refused(Exception):
 
 class Unavailable(Exception):
     """Nothing can answer yet (e.g. no production model); becomes 503."""
+
+
+class NotFound(Exception):
+    """The named thing (a version) does not exist; becomes 404."""
 
 
 class _Strict(BaseModel):
@@ -105,6 +109,10 @@ def create_app(
     async def _refused(_: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
     @app.exception_handler(Unavailable)
     async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
@@ -149,8 +157,6 @@ def create_app(
     @app.post("/v1/models/{version}/promote", dependencies=guarded)
     def promote(version: str, body: PromoteRequest | None = None) -> dict[str, Any]:
         body = body or PromoteRequest()
-        if control.show_model(version) is None:
-            raise HTTPException(status_code=404, detail=f"version {version!r} does not exist")
         return control.promote(version, actor=body.actor, reason=body.reason, force=body.force)
 
     @app.post("/v1/rollback", dependencies=guarded)

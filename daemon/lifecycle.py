@@ -42,13 +42,17 @@ from storage.artifacts import ArtifactError, ArtifactStore
 from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun
 from storage.samples import examples_by_ids, heldout_examples, training_examples
 
-__all__ = ["ActionRefused", "Lifecycle"]
+__all__ = ["ActionRefused", "Lifecycle", "TrainerLease", "UnknownVersion"]
 
 logger = logging.getLogger(__name__)
 
 
 class ActionRefused(Exception):
     """An operator action was refused; production is unchanged. The message says why."""
+
+
+class UnknownVersion(ActionRefused):
+    """The version an operator named does not exist."""
 
 
 class TrainerLease(Protocol):
@@ -372,7 +376,7 @@ class Lifecycle:
             with Session(self.engine) as session:
                 found = registry.get_version(session, version)
                 if found is None:
-                    raise ActionRefused(f"version {version!r} does not exist")
+                    raise UnknownVersion(f"version {version!r} does not exist")
                 gate = found.metrics.get("gate") or {}
                 if not force and not gate.get("promote", False):
                     raise ActionRefused(f"the gate did not approve {version} ({gate.get('summary', 'no decision')}); "

@@ -22,7 +22,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from daemon.api import Readiness, Refused, Unavailable, create_app
+from daemon.api import NotFound, Readiness, Refused, Unavailable, create_app
 from daemon.broker import EmbeddedBroker, create_topics
 from daemon.config import Settings
 from daemon.ingest import Ingestor
@@ -289,7 +289,8 @@ class Daemon:
 
     def list_models(self) -> list[dict[str, Any]]:
         with self._session() as session:
-            return [model_view(session, v, detail=False) for v in registry.list_versions(session)]
+            aliases = (registry.get_alias(session, registry.PRODUCTION), registry.get_alias(session, registry.PREVIOUS))
+            return [model_view(session, v, detail=False, aliases=aliases) for v in registry.list_versions(session)]
 
     def show_model(self, version: str) -> dict[str, Any] | None:
         with self._session() as session:
@@ -297,10 +298,12 @@ class Daemon:
             return model_view(session, found, detail=True) if found else None
 
     def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
-        from daemon.lifecycle import ActionRefused
+        from daemon.lifecycle import ActionRefused, UnknownVersion
 
         try:
             record = self.lifecycle.promote(version, actor=actor, reason=reason, force=force)
+        except UnknownVersion as exc:
+            raise NotFound(str(exc)) from exc
         except ActionRefused as exc:
             raise Refused(str(exc)) from exc
         return {"production": record.candidate, "previous": record.production_before, "outcome": record.outcome,

@@ -28,9 +28,12 @@ def run_view(run: TrainingRun) -> dict[str, Any]:
     }
 
 
-def model_view(session: Session, version: ModelVersion, *, detail: bool) -> dict[str, Any]:
-    production = registry.get_alias(session, registry.PRODUCTION)
-    previous = registry.get_alias(session, registry.PREVIOUS)
+def model_view(session: Session, version: ModelVersion, *, detail: bool,
+               aliases: tuple[str | None, str | None] | None = None) -> dict[str, Any]:
+    """One version for the API; ``aliases`` (production, previous) saves two queries per version in lists."""
+    if aliases is None:
+        aliases = (registry.get_alias(session, registry.PRODUCTION), registry.get_alias(session, registry.PREVIOUS))
+    production, previous = aliases
     decisions = registry.latest_decisions(session, version=version.name, limit=20)
     view: dict[str, Any] = {
         "version": version.name, "parent": version.parent, "generation": version.generation,

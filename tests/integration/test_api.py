@@ -89,6 +89,8 @@ class TestAuthAndErrors:
             too_long = client.post("/v1/predict", json={"texts": ["a" * 10_001]})
             assert too_long.status_code == 413 and "texts[0] has 10001 characters" in too_long.text
             assert client.get("/v1/models/v0042").status_code == 404
+            unknown = client.post("/v1/models/v0042/promote", json={"reason": "typo"})
+            assert (unknown.status_code, unknown.json()["detail"]) == (404, "version 'v0042' does not exist")
             assert client.post("/v1/models/../../etc/promote").status_code == 404
             rollback = client.post("/v1/rollback", json={"reason": "nothing to roll back"})
             assert (rollback.status_code, rollback.json()["detail"]) == (409, "no previous version to roll back to")
