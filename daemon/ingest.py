@@ -83,12 +83,14 @@ class IngestHealth:
 
     broker_connected: bool = False
     database_ok: bool = True
+    #: The last step failed in an unexpected way (a bug, not an outage); cleared by the next stored batch.
+    failing: bool = False
     assigned: list[str] = field(default_factory=list)
     last_error: str | None = None
 
     @property
     def ready(self) -> bool:
-        return self.broker_connected and self.database_ok
+        return self.broker_connected and self.database_ok and not self.failing
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -161,6 +163,16 @@ class Ingestor:
                 self._note_error(f"kafka: {exc.__class__.__name__}: {exc}")
                 self.health.broker_connected = False
                 self.metrics.broker_connected.set(0)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
+            except Exception as exc:  # noqa: BLE001 - the ingest thread must not die silently
+                # Nothing unstored was committed anywhere, so starting over from the stored
+                # offsets with a fresh consumer loses nothing; a record that fails every
+                # time keeps the daemon not-ready and the lag growing, loudly, until fixed.
+                logger.exception("ingest step failed; reconnecting from the stored offsets in %.1fs", backoff)
+                self._note_error(f"unexpected: {exc.__class__.__name__}: {exc}")
+                self.health.failing = True
+                self.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
         self.close()
@@ -240,6 +252,7 @@ class Ingestor:
             return None
         self._after_store(result, positions, letters)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self.health.failing = False
         return result
 
     def _decode(

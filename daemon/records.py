@@ -15,11 +15,12 @@ producers can add fields before lifelong knows them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from storage.split import content_hash
 
@@ -127,7 +128,10 @@ def validate(value: bytes | None, limits: Limits) -> ValidRecord | Rejection:
     except UnicodeDecodeError as exc:
         return Rejection(Reason.INVALID_UTF8, f"value is not UTF-8: {exc.reason} at byte {exc.start}")
     try:
-        obj = json.loads(decoded)
+        # orjson: strict (no NaN/Infinity, no lone surrogate escapes such as "\ud800",
+        # which json.loads accepts and which then cannot be encoded for the database)
+        # and about three times faster than json.loads on these small objects.
+        obj = orjson.loads(decoded)
     except (ValueError, RecursionError) as exc:
         return Rejection(Reason.NOT_JSON, f"value is not JSON: {str(exc)[:200]}")
     if not isinstance(obj, dict):
@@ -159,7 +163,7 @@ def validate(value: bytes | None, limits: Limits) -> ValidRecord | Rejection:
     meta = obj.get("meta")
     if meta is not None and not isinstance(meta, dict):
         return Rejection(Reason.WRONG_TYPE, f"field 'meta' must be an object, got {_type_name(meta)}")
-    if meta is not None and "\\u0000" in json.dumps(meta):
+    if meta is not None and b"\\u0000" in orjson.dumps(meta):
         return Rejection(Reason.NULL_BYTES, "field 'meta' contains a NUL character")
 
     return ValidRecord(
