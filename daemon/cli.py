@@ -50,6 +50,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions: list, show, promote, roll back (via the running daemon).",
                          no_args_is_help=True)
 app.add_typer(models_app, name="models")
+runs_app = typer.Typer(help="Training runs: what started them, each step's outcome and timing (via the daemon).",
+                       no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
@@ -461,6 +464,45 @@ def models_list(ctx: typer.Context, url: UrlOption = None, token: TokenOption = 
                           f"{all_set.get('macro_f1', float('nan')):.3f}", f"{all_set.get('accuracy', float('nan')):.3f}",
                           v["decision"] or "-", ",".join(v["aliases"]))
         _console.print(table)
+
+
+@runs_app.command("list")
+def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest first.")] = 20,
+              url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Recent runs: trigger, status and outcome, candidate, examples, duration, why it failed."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        runs = client.request("GET", f"/v1/runs?limit={limit}")
+        if as_json:
+            typer.echo(json.dumps(runs, indent=2))
+            return
+        table = Table("id", "trigger", "status", "candidate", "train", "seconds", "started", "error",
+                      title="training runs")
+        for run in runs:
+            seconds = sum(step.get("seconds", 0) for step in run["steps"])
+            status = run["status"] + (f" -> {run['outcome']}" if run["outcome"] else "")
+            table.add_row(str(run["id"]), run["trigger"], status, run["candidate_version"] or "-",
+                          str(run["train_examples"]), f"{seconds:.0f}", (run["started_at"] or "")[:19],
+                          run["error_reason"] or "")
+        _console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(ctx: typer.Context, run_id: int, url: UrlOption = None, token: TokenOption = None,
+              as_json: JsonOption = False) -> None:
+    """One run with every step's outcome, timing and details."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        run = client.request("GET", f"/v1/runs/{run_id}")
+        if as_json:
+            typer.echo(json.dumps(run, indent=2))
+            return
+        _console.print(f"[bold]run {run['id']}[/bold] trigger={run['trigger']} requested_by={run['requested_by']} "
+                       f"status={run['status']} outcome={run['outcome']} parent={run['parent_version']} "
+                       f"candidate={run['candidate_version']}")
+        if run["error_reason"]:
+            _console.print(f"error: {run['error_reason']}: {run['error']}")
+        for step in run["steps"]:
+            detail = {k: v for k, v in step.items() if k not in ("step", "status", "seconds")}
+            _console.print(f"- {step['step']}: {step['status']} in {step['seconds']}s {json.dumps(detail)}")
 
 
 @models_app.command("show")

@@ -51,7 +51,7 @@ def configure_logging(level: str = "INFO", *, json_format: bool = False) -> None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-    # kafka-python logs every connection at INFO, APScheduler every job run (the lease
+    # kafka-python logs every connection at INFO, httpx every CLI request, APScheduler every job run (the lease
     # renewal runs every few seconds); keep their warnings only.
-    for noisy in ("kafka", "alembic.runtime.plugins", "uvicorn.access", "apscheduler"):
+    for noisy in ("kafka", "alembic.runtime.plugins", "uvicorn.access", "apscheduler", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -215,3 +215,11 @@ class TestModelLifecycleOverHttp:
             "held_by_this_daemon"]) == ("v0002", True)
         table = lifelong("status", env=env)
         assert table.returncode == 0 and "this daemon" in table.stdout and "v0002" in table.stdout
+        runs = lifelong("runs", "list", "--json", env=env)
+        assert runs.returncode == 0, runs.stderr
+        listed_runs = json.loads(runs.stdout)
+        assert [r["candidate_version"] for r in listed_runs] == ["v0002", "v0001"]
+        shown = lifelong("runs", "show", str(listed_runs[-1]["id"]), env=env)
+        assert shown.returncode == 0 and "- train: ok" in shown.stdout and "- decide: ok" in shown.stdout
+        missing = lifelong("runs", "show", "999", env=env)
+        assert missing.returncode == 1 and missing.stderr.startswith("error: 404")
