@@ -125,7 +125,7 @@ def create_app(
     def readyz() -> JSONResponse:
         health = readiness.ingest()
         checks = {"broker": health.broker_connected, "database": health.database_ok,
-                  "schema": readiness.schema_current()}
+                  "ingest": not health.failing, "schema": readiness.schema_current()}
         ready = all(checks.values())
         body = {"status": "ready" if ready else "not_ready", "checks": checks, "assigned": health.assigned,
                 "last_error": health.last_error}

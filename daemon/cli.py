@@ -22,6 +22,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session
 
@@ -198,7 +199,7 @@ def _print_stage_table(rows: list[dict[str, Any]]) -> None:
 def _print_retrain(retrained: dict[str, Any]) -> None:
     run = retrained["run"]
     if run.get("status") != "succeeded":
-        _console.print(f"  retrain: {run.get('status')} ({run.get('error_reason')}: {run.get('error')})")
+        _console.print(f"  retrain: {run.get('status')} ({run.get('error_reason')}: {escape(str(run.get('error')))})")
         return
     evaluation = retrained.get("candidate") or {}
     cand = (evaluation.get("candidate") or {}).get("all") or {}
@@ -208,7 +209,7 @@ def _print_retrain(retrained: dict[str, Any]) -> None:
         line += f" | production: accuracy {prod.get('accuracy', 0):.3f}, macro-F1 {prod.get('macro_f1', 0):.3f}"
     _console.print(line + f" -> [bold]{run['outcome']}[/bold]; serving {retrained['production']}")
     for check in (retrained.get("gate") or {}).get("checks", []):
-        _console.print(f"    {'ok  ' if check['passed'] else 'FAIL'} {check['detail']}")
+        _console.print(f"    {'ok  ' if check['passed'] else 'FAIL'} {escape(check['detail'])}")
 
 
 # ---------------------------------------------------------------------- broker / produce
@@ -495,14 +496,17 @@ def runs_show(ctx: typer.Context, run_id: int, url: UrlOption = None, token: Tok
         if as_json:
             typer.echo(json.dumps(run, indent=2))
             return
-        _console.print(f"[bold]run {run['id']}[/bold] trigger={run['trigger']} requested_by={run['requested_by']} "
+        # Free text (errors, requesters, details) is printed without Rich markup: a path
+        # like "[/data/models/v0003]" must show as written, not break the output.
+        _console.print(f"run {run['id']} trigger={run['trigger']} requested_by={run['requested_by']} "
                        f"status={run['status']} outcome={run['outcome']} parent={run['parent_version']} "
-                       f"candidate={run['candidate_version']}")
+                       f"candidate={run['candidate_version']}", markup=False, highlight=False)
         if run["error_reason"]:
-            _console.print(f"error: {run['error_reason']}: {run['error']}")
+            _console.print(f"error: {run['error_reason']}: {run['error']}", markup=False)
         for step in run["steps"]:
             detail = {k: v for k, v in step.items() if k not in ("step", "status", "seconds")}
-            _console.print(f"- {step['step']}: {step['status']} in {step['seconds']}s {json.dumps(detail)}")
+            _console.print(f"- {step['step']}: {step['status']} in {step['seconds']}s {json.dumps(detail)}",
+                           markup=False, highlight=False)
 
 
 @models_app.command("show")
@@ -517,10 +521,11 @@ def models_show(ctx: typer.Context, version: str, url: UrlOption = None, token: 
         _console.print(f"[bold]{shown['version']}[/bold] parent={shown['parent']} strategy={shown['strategy']} "
                        f"generation={shown['generation']} aliases={shown['aliases']} checksum={shown['checksum']}")
         for decision in shown["decisions"]:
-            _console.print(f"- {decision['at']} {decision['outcome']} by {decision['actor']}: {decision['reason']}")
+            _console.print(f"- {decision['at']} {decision['outcome']} by {escape(decision['actor'])}: "
+                           f"{escape(str(decision['reason']))}")
             for check in decision["checks"]:
                 mark = "ok  " if check["passed"] else "FAIL"
-                _console.print(f"    {mark} {check['name']}: {check['detail']}")
+                _console.print(f"    {mark} {escape(check['name'])}: {escape(check['detail'])}")
 
 
 @models_app.command("promote")
@@ -558,7 +563,7 @@ def predict(ctx: typer.Context, texts: Annotated[list[str], typer.Argument(help=
             return
         for text, prediction in zip(texts, result["predictions"], strict=True):
             top = ", ".join(f"{label} {p:.2f}" for label, p in list(prediction["probabilities"].items())[:3])
-            _console.print(f"{prediction['label']:<24} {text[:60]!r}  ({top})")
+            _console.print(escape(f"{prediction['label']:<24} {text[:60]!r}  ({top})"))
         _console.print(f"model {result['version']}")
 
 
@@ -599,7 +604,7 @@ def retrain(ctx: typer.Context,
             _console.print(f"run {run['id']}: {run['status']}"
                            f"{' -> ' + run['outcome'] if run['outcome'] else ''}"
                            f"{' (' + str(run['error_reason']) + ': ' + str(run['error']) + ')' if run['error_reason'] else ''}"
-                           f"; candidate {run['candidate_version'] or '-'}")
+                           f"; candidate {run['candidate_version'] or '-'}", markup=False, highlight=False)
         if run["status"] in ("failed", "cancelled"):
             raise typer.Exit(1)
 

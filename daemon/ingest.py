@@ -157,12 +157,24 @@ class Ingestor:
             try:
                 if self._consumer is None:
                     self._connect()
+                    if not self.health.failing and self.health.database_ok:
+                        backoff = self.settings.retry_backoff_initial_s
+                if self.poll_once(stop) is not None:
                     backoff = self.settings.retry_backoff_initial_s
-                self.poll_once(stop)
             except KafkaError as exc:
                 self._note_error(f"kafka: {exc.__class__.__name__}: {exc}")
                 self.health.broker_connected = False
                 self.metrics.broker_connected.set(0)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
+            except StoreUnavailable as exc:
+                # Reading the stored offsets failed (a seek on assignment): a database outage,
+                # handled like a failed write. Reconnecting seeks again once it is back.
+                self.metrics.store_failures.inc()
+                self.metrics.database_ok.set(0)
+                self.health.database_ok = False
+                self._note_error(str(exc))
+                self.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
             except Exception as exc:  # noqa: BLE001 - the ingest thread must not die silently
@@ -239,6 +251,7 @@ class Ingestor:
             return None
         polled = consumer.poll(timeout_ms=self.kafka.poll_timeout_ms, max_records=self.kafka.max_poll_records)
         if not polled:
+            self.health.failing = False  # a clean poll: whatever failed before has passed
             self._update_lag_from_consumer()
             return None
         started = time.perf_counter()
@@ -396,6 +409,9 @@ class Ingestor:
             return
         with Session(self.engine) as session:
             stored = load_offsets(session, topics={tp.topic for tp in partitions})
+        if not self.health.database_ok:
+            self.health.database_ok = True
+            self.metrics.database_ok.set(1)
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
             if offset is not None:

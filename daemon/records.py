@@ -45,6 +45,9 @@ class Reason(StrEnum):
     ID_TOO_LONG = "id_too_long"
     NULL_BYTES = "null_bytes"
     INVALID_TS = "invalid_ts"
+    #: Validation itself failed on this record (a case the checks above do not foresee).
+    #: The record is kept as a dead letter so that it cannot block its partition.
+    UNPROCESSABLE = "unprocessable"
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,28 @@ def _parse_ts(value: Any) -> datetime | Rejection:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return Rejection(Reason.INVALID_TS, f"field 'ts' is not ISO-8601: {value[:64]!r}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
     # Stored in UTC: SQLite keeps no offset, so "12:00+02:00" must become 10:00, not 12:00.
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # "0001-01-01T00:00+01:00" has no UTC equivalent
+        return Rejection(Reason.INVALID_TS, f"field 'ts' is out of range in UTC: {value[:64]!r}")
 
 
 def validate(value: bytes | None, limits: Limits) -> ValidRecord | Rejection:
-    """Check one raw Kafka value against the input contract."""
+    """Check one raw Kafka value against the input contract; never raises.
+
+    Whatever a producer sends must end as a sample or a dead letter: an exception here
+    would stop its partition (the same record would be read again after every retry).
+    """
+    try:
+        return _validate(value, limits)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return Rejection(Reason.UNPROCESSABLE, f"validation failed: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _validate(value: bytes | None, limits: Limits) -> ValidRecord | Rejection:
     if value is None:
         return Rejection(Reason.NULL_VALUE, "record has no value (tombstone)")
     if len(value) > limits.max_record_bytes:
@@ -163,8 +182,13 @@ def validate(value: bytes | None, limits: Limits) -> ValidRecord | Rejection:
     meta = obj.get("meta")
     if meta is not None and not isinstance(meta, dict):
         return Rejection(Reason.WRONG_TYPE, f"field 'meta' must be an object, got {_type_name(meta)}")
-    if meta is not None and b"\\u0000" in orjson.dumps(meta):
-        return Rejection(Reason.NULL_BYTES, "field 'meta' contains a NUL character")
+    if meta is not None:
+        try:
+            encoded = orjson.dumps(meta)
+        except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes (254 levels)
+            return Rejection(Reason.WRONG_TYPE, f"field 'meta' cannot be stored as JSON: {exc}")
+        if b"\\u0000" in encoded:
+            return Rejection(Reason.NULL_BYTES, "field 'meta' contains a NUL character")
 
     return ValidRecord(
         text=text,

@@ -199,7 +199,7 @@ class TestReadinessOverHttp:
                 wait_for(lambda: ready_is(503, False), timeout_s=HEALTH_TIMEOUT_S, what="/readyz 503")
                 cut = http.get("/readyz").json()
                 assert cut["status"] == "not_ready"
-                assert cut["checks"] == {"broker": False, "database": True, "schema": True}
+                assert cut["checks"] == {"broker": False, "database": True, "ingest": True, "schema": True}
                 assert http.get("/healthz").status_code == 200
                 assert "lifelong_ingest_broker_connected 0.0" in http.get("/metrics").text.splitlines()
 

@@ -43,7 +43,9 @@ BAD_RECORDS: list[tuple[bytes | None, Reason]] = [
 
 
 def test_every_reason_code_is_exercised() -> None:
-    assert {reason for _, reason in BAD_RECORDS} == set(Reason)
+    # UNPROCESSABLE is the safety net for cases validation does not foresee, so no known
+    # record produces it; tests/unit/daemon/test_records.py::TestNeverRaises covers it.
+    assert {reason for _, reason in BAD_RECORDS} == set(Reason) - {Reason.UNPROCESSABLE}
 
 
 class TestKnownMix:

@@ -87,3 +87,27 @@ class TestValidate:
     def test_validate_integer_id_is_kept_as_string(self) -> None:
         got = validate(b'{"text": "t", "label": "l", "id": 42}', LIMITS)
         assert isinstance(got, ValidRecord) and got.external_id == "42"
+
+
+class TestNeverRaises:
+    """Whatever arrives ends as a sample or a dead letter: an exception would block its partition."""
+
+    @pytest.mark.parametrize(("value", "reason"), [
+        (b'{"text": "a", "label": "b", "meta": ' + b'{"a": ' * 300 + b"1" + b"}" * 300 + b"}", Reason.WRONG_TYPE),
+        (b'{"text": "a", "label": "b", "ts": "0001-01-01T00:00:00+01:00"}', Reason.INVALID_TS),
+        (b'{"text": "a", "label": "b", "ts": "9999-12-31T23:59:59-01:00"}', Reason.INVALID_TS),
+        (b'[' * 2000 + b']' * 2000, Reason.NOT_JSON),
+    ])
+    def test_edge_cases_become_dead_letters(self, value: bytes, reason: Reason) -> None:
+        got = validate(value, Limits(max_text_chars=20, max_label_chars=10, max_id_chars=8,
+                                     max_record_bytes=100_000))
+        assert isinstance(got, Rejection) and got.reason is reason, got
+
+    def test_an_unforeseen_failure_is_an_unprocessable_dead_letter(self) -> None:
+        class Exploding(bytes):
+            def decode(self, *args: object, **kwargs: object) -> str:
+                raise MemoryError("simulated")
+
+        got = validate(Exploding(b'{"text": "a", "label": "b"}'), LIMITS)
+        assert isinstance(got, Rejection) and got.reason is Reason.UNPROCESSABLE
+        assert got.detail == "validation failed: MemoryError: simulated"
