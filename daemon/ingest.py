@@ -184,6 +184,7 @@ class Ingestor:
                 logger.exception("ingest step failed; reconnecting from the stored offsets in %.1fs", backoff)
                 self._note_error(f"unexpected: {exc.__class__.__name__}: {exc}")
                 self.health.failing = True
+                self.metrics.ingest_failing.set(1)
                 self.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
@@ -252,6 +253,7 @@ class Ingestor:
         polled = consumer.poll(timeout_ms=self.kafka.poll_timeout_ms, max_records=self.kafka.max_poll_records)
         if not polled:
             self.health.failing = False  # a clean poll: whatever failed before has passed
+            self.metrics.ingest_failing.set(0)
             self._update_lag_from_consumer()
             return None
         started = time.perf_counter()
@@ -266,6 +268,7 @@ class Ingestor:
         self._after_store(result, positions, letters)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.failing = False
+        self.metrics.ingest_failing.set(0)
         return result
 
     def _decode(

@@ -122,6 +122,12 @@ class Metrics:
             "else 1.",
             registry=r,
         )
+        self.ingest_failing = Gauge(
+            "lifelong_ingest_failing",
+            "1 while ingest steps keep failing unexpectedly (a bug or a record the checks do not foresee; the "
+            "daemon reconnects from the stored offsets and retries with backoff), else 0.",
+            registry=r,
+        )
         self.samples_stored = Gauge(
             "lifelong_samples_stored", "Samples in the database, by split (train, held_out).", ["split"], registry=r
         )

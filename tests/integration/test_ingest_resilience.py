@@ -28,6 +28,8 @@ def test_an_unexpected_error_reconnects_from_stored_offsets_and_loses_nothing(
     total = 3000
     produce(broker.bootstrap_servers, topic, [record(f"text {i}", f"l{i % 3}", id=f"r{i}") for i in range(total)])
     polls = [0]
+    metrics = Metrics()
+    failing_seen_after_fault: list[float | None] = []
 
     def faulty_consumer(**options: Any):
         consumer = _make_consumer(**options)
@@ -37,6 +39,8 @@ def test_an_unexpected_error_reconnects_from_stored_offsets_and_loses_nothing(
             polls[0] += 1
             if polls[0] == 3:
                 raise RuntimeError("injected fault")
+            if polls[0] == 4:  # the first poll of the reconnected consumer
+                failing_seen_after_fault.append(metrics.registry.get_sample_value("lifelong_ingest_failing"))
             return real_poll(*args, **kwargs)
 
         consumer.poll = poll
@@ -44,7 +48,6 @@ def test_an_unexpected_error_reconnects_from_stored_offsets_and_loses_nothing(
 
     settings = settings_for(broker, topic, sqlite_url, tmp_path, kafka={"max_poll_records": 500})
     engine = make_engine(sqlite_url)
-    metrics = Metrics()
     ingestor = Ingestor(kafka=settings.kafka, ingest=settings.ingest, engine=engine, metrics=metrics,
                         consumer_factory=faulty_consumer)
     stop = threading.Event()
@@ -65,5 +68,7 @@ def test_an_unexpected_error_reconnects_from_stored_offsets_and_loses_nothing(
         thread.join(timeout=30)
         engine.dispose()
     assert polls[0] > 3
+    assert failing_seen_after_fault == [1.0], "the failure was not visible as lifelong_ingest_failing"
+    assert metrics.registry.get_sample_value("lifelong_ingest_failing") == 0
     assert metrics.registry.get_sample_value("lifelong_ingest_records_stored_total") == total
     assert metrics.registry.get_sample_value("lifelong_ingest_records_duplicate_total", {"kind": "position"}) == 0
