@@ -151,9 +151,7 @@ class Lifecycle:
         except (ArtifactError, LearnerError) as exc:
             logger.error("production version %s cannot be served: %s", found.name, exc)
             return self.predictor.version
-        self.metrics.set_production(found.name, strategy=found.strategy, labels=len(found.labels),
-                                    buffer_samples=len(found.buffer_members), promoted_at=promoted_at,
-                                    sets=(found.metrics or {}).get("candidate"))
+        self._report_production(found, promoted_at)
         logger.info("serving production version %s", found.name)
         return found.name
 
@@ -421,10 +419,7 @@ class Lifecycle:
         with Session(self.engine) as session:
             found = registry.get_version(session, prepared.version)
         if found is not None:
-            self.metrics.set_production(found.name, strategy=found.strategy, labels=len(found.labels),
-                                        buffer_samples=len(found.buffer_members),
-                                        promoted_at=registry.epoch_seconds(record.created_at),
-                                        sets=(found.metrics or {}).get("candidate"))
+            self._report_production(found, registry.epoch_seconds(record.created_at))
         self.metrics.count_production_change(outcome=record.outcome, actor=record.actor)
         event = {
             "type": "promotion",
@@ -441,6 +436,12 @@ class Lifecycle:
             "time": datetime.now(timezone.utc).isoformat(),
         }
         return event
+
+    def _report_production(self, version: ModelVersion, promoted_at: float | None) -> None:
+        """Production's gauges from its version record (its evaluation from when it was a candidate)."""
+        self.metrics.set_production(version.name, strategy=version.strategy, labels=len(version.labels),
+                                    buffer_samples=len(version.buffer_members), promoted_at=promoted_at,
+                                    sets=(version.metrics or {}).get("candidate"))
 
     def _announce(self, event: dict[str, Any]) -> None:
         """Publish outside the production lock: a broker outage must not block promote/rollback."""

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from storage.models import TrainingLease
 
-__all__ = ["LeaseState", "acquire", "read", "release"]
+__all__ = ["LeaseState", "acquire", "holds", "read", "release"]
 
 #: The lease that guards training (one per database).
 TRAINING = "training"
@@ -77,6 +77,20 @@ def release(session: Session, *, holder: str, name: str = TRAINING) -> bool:
     )
     session.commit()
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def holds(session: Session, *, holder: str, now_ms: int, name: str = TRAINING) -> bool:
+    """Whether ``holder`` holds the lease now, with the row locked until the transaction ends.
+
+    Called inside another transaction (a promotion) so that a takeover cannot slip in
+    between this check and that transaction's commit (PostgreSQL row lock; SQLite has a
+    single writer anyway).
+    """
+    table = TrainingLease.__table__
+    row = session.execute(
+        select(table.c.holder, table.c.expires_at_ms).where(table.c.name == name).with_for_update()
+    ).first()
+    return row is not None and row.holder == holder and row.expires_at_ms > now_ms
 
 
 def read(session: Session, *, name: str = TRAINING) -> LeaseState:

@@ -22,7 +22,8 @@ from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingLease, TrainingRun, utcnow
+from storage import lease
+from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingRun, utcnow
 
 __all__ = [
     "PRODUCTION",
@@ -224,12 +225,8 @@ def promote(session: Session, *, version: str, run_id: int | None = None, checks
         never evaluated, or ``lease_holder`` no longer holds the training lease.
     """
     if lease_holder is not None:
-        held = session.execute(
-            select(TrainingLease.holder, TrainingLease.expires_at_ms)
-            .where(TrainingLease.name == "training").with_for_update()
-        ).first()
         now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
-        if held is None or held[0] != lease_holder or held[1] <= now_ms:
+        if not lease.holds(session, holder=lease_holder, now_ms=now_ms):
             raise LeaseLost(f"{lease_holder} no longer holds the training lease; production is left to its holder")
     if get_version(session, version) is None:
         raise RegistryError(f"version {version!r} does not exist")
