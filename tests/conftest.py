@@ -7,6 +7,9 @@ its own topic and its own database so tests never see each other's data.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -110,6 +113,38 @@ def settings_for(
     database = {"url": database_url, **overrides.pop("database", {})}
     api = {"port": 0, **overrides.pop("api", {})}
     return load_settings(data_dir=tmp_path, kafka=kafka, ingest=ingest, database=database, api=api, **overrides)
+
+
+def start_lifelong_run(broker: EmbeddedBroker, topic: str, database_url: str, data_dir: Path, port: int,
+                       **settings: str) -> subprocess.Popen:
+    """``lifelong run`` as a real subprocess on the test broker and database, configured the way
+    operators do it (``LIFELONG_*`` variables); ``settings`` adds more, e.g. LIFELONG_API__TOKEN.
+    Output goes to ``data_dir/daemon.log``."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")},
+        "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "LIFELONG_KAFKA__TOPICS": topic,
+        "LIFELONG_DATABASE__URL": database_url,
+        "LIFELONG_DATA_DIR": str(data_dir),
+        "LIFELONG_API__PORT": str(port),
+        **settings,
+    }
+    with (data_dir / "daemon.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_run(client: Any, run_id: int, timeout_s: float = 240) -> dict[str, Any]:
+    """Poll ``GET /v1/runs/{id}`` over a daemon's HTTP client until the run has ended; returns it."""
+    run: dict[str, Any] = {}
+
+    def finished() -> bool:
+        nonlocal run
+        run = client.get(f"/v1/runs/{run_id}").json()
+        return run["status"] != "running"
+
+    wait_for(finished, timeout_s=timeout_s, what=f"run {run_id} to finish")
+    return run
 
 
 def produce(bootstrap_servers: str, topic: str, values: Iterable[bytes | None], *, partition: int | None = None) -> int:

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from daemon.broker import EmbeddedBroker
 from daemon.runtime import Daemon
-from tests.conftest import produce, record, settings_for, wait_for
+from tests.conftest import produce, record, settings_for, wait_for, wait_run
 from tests.integration.test_cli import lifelong
 from tests.tiny_model import build_tiny_bert, synthetic_examples
 
@@ -47,16 +47,7 @@ def _client(daemon: Daemon, token: str | None = TOKEN) -> httpx.Client:
 
 
 def _retrain(client: httpx.Client) -> dict:
-    ticket = client.post("/v1/retrain", json={}).json()
-    run: dict = {}
-
-    def finished() -> bool:
-        nonlocal run
-        run = client.get(f"/v1/runs/{ticket['run_id']}").json()
-        return run["status"] != "running"
-
-    wait_for(finished, timeout_s=240, what=f"run {ticket['run_id']} to finish")
-    return run
+    return wait_run(client, client.post("/v1/retrain", json={}).json()["run_id"])
 
 
 def _stream(broker: EmbeddedBroker, topic: str, labels, seed: int, start: int) -> int:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,14 @@ from daemon.broker import EmbeddedBroker, free_port
 from storage.engine import make_engine
 from storage.ingest_store import load_offsets
 from storage.models import Sample
-from tests.conftest import produce, record, running_ingestor, settings_for, wait_for
+from tests.conftest import (
+    produce,
+    record,
+    running_ingestor,
+    settings_for,
+    start_lifelong_run,
+    wait_for,
+)
 
 
 def _sample_stats(url: str) -> tuple[int, int, set[str]]:
@@ -47,19 +52,9 @@ def _stored_positions(url: str) -> int:
 
 
 def _daemon_process(broker: EmbeddedBroker, topic: str, url: str, tmp_path: Path, port: int) -> subprocess.Popen:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")},
-        "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "LIFELONG_KAFKA__TOPICS": topic,
-        # Small batches so the kill lands mid-stream.
-        "LIFELONG_KAFKA__MAX_POLL_RECORDS": "100",
-        "LIFELONG_INGEST__DEDUPE_CONTENT": "false",
-        "LIFELONG_DATABASE__URL": url,
-        "LIFELONG_DATA_DIR": str(tmp_path),
-        "LIFELONG_API__PORT": str(port),
-    }
-    log = (tmp_path / "daemon.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    # Small batches so the signal lands mid-stream; identical texts need content dedupe off.
+    return start_lifelong_run(broker, topic, url, tmp_path, port, LIFELONG_KAFKA__MAX_POLL_RECORDS="100",
+                              LIFELONG_INGEST__DEDUPE_CONTENT="false")
 
 
 class TestSigkill:

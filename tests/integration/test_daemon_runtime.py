@@ -6,10 +6,8 @@ training worker process and (for shutdown) ``lifelong run`` as a subprocess.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,14 @@ from learners.worker import PARTIAL_MARKER
 from storage import registry
 from storage.engine import make_engine
 from storage.stats import split_counts
-from tests.conftest import produce, record, settings_for, wait_for
+from tests.conftest import (
+    produce,
+    record,
+    settings_for,
+    start_lifelong_run,
+    wait_for,
+    wait_run,
+)
 from tests.tiny_model import build_tiny_bert, synthetic_examples
 
 LABELS = ["c0", "c1", "c2", "c3", "c4", "c5"]
@@ -76,18 +81,6 @@ def _send(broker: EmbeddedBroker, topic: str, labels: list[str], per_label: int,
                                                      for e in examples])
 
 
-def _wait_run(client: httpx.Client, run_id: int, timeout_s: float = 240) -> dict[str, Any]:
-    run: dict[str, Any] = {}
-
-    def finished() -> bool:
-        nonlocal run
-        run = client.get(f"/v1/runs/{run_id}").json()
-        return run["status"] != "running"
-
-    wait_for(finished, timeout_s=timeout_s, what=f"run {run_id} to finish")
-    return run
-
-
 def _accuracy(client: httpx.Client, labels: list[str], seed: int) -> float:
     probe = synthetic_examples(labels, 20, seed=seed)
     answer = client.post("/v1/predict", json={"texts": [e.text for e in probe]}).json()
@@ -109,7 +102,7 @@ class TestStagesEndToEnd:
             sent = _send(broker, topic, STAGE1, 50, seed=1)
             wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] >= sent, what="stage 1 stored")
             first = client.post("/v1/retrain", json={"requested_by": "test"}).json()
-            run = _wait_run(client, first["run_id"])
+            run = wait_run(client, first["run_id"])
             assert (run["status"], run["outcome"], run["trigger"]) == ("succeeded", "promoted", "manual")
             assert client.get("/v1/status").json()["serving"] == run["candidate_version"]
             stage1 = client.post("/v1/predict", json={"texts": [e.text for e in synthetic_examples(
@@ -119,7 +112,7 @@ class TestStagesEndToEnd:
 
             sent += _send(broker, topic, STAGE2, 50, seed=2)
             wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] >= sent, what="stage 2 stored")
-            second = _wait_run(client, client.post("/v1/retrain", json={}).json()["run_id"])
+            second = wait_run(client, client.post("/v1/retrain", json={}).json()["run_id"])
             assert (second["status"], second["outcome"]) == ("succeeded", "promoted")
             assert _accuracy(client, STAGE2, seed=8) >= 0.8
             assert _accuracy(client, STAGE1, seed=9) >= 0.6  # replay: the old labels are still known
@@ -148,7 +141,7 @@ class TestTriggers:
             manual = client.post("/v1/retrain", json={"requested_by": "operator"})
             assert manual.status_code == 202
             assert manual.json() == {"run_id": scheduled["id"], "started": False}
-            _wait_run(client, scheduled["id"])
+            wait_run(client, scheduled["id"])
             time.sleep(3)  # more schedule ticks: each starts at most one run, never a backlog
             runs = sorted(client.get("/v1/runs").json(), key=lambda r: r["id"])
         daemon.stop()
@@ -178,7 +171,7 @@ class TestTriggers:
             wait_for(lambda: len(client.get("/v1/runs").json()) == 1, timeout_s=30, what="the volume run")
             run = client.get("/v1/runs").json()[0]
             assert run["trigger"] == "volume"
-            _wait_run(client, run["id"])
+            wait_run(client, run["id"])
             _send(broker, topic, STAGE1, 10, seed=6)  # 30 more: not enough for another run
             time.sleep(2.5)
             assert len(client.get("/v1/runs").json()) == 1
@@ -197,7 +190,7 @@ class TestTriggers:
             assert _metric(gapped, "lifelong_training_triggers_total", {"reason": "volume", "result": "started"}) == 0
             manual = client.post("/v1/retrain", json={})  # an operator is not held back by the gap
             assert manual.status_code == 202 and manual.json()["started"] is True
-            _wait_run(client, manual.json()["run_id"])
+            wait_run(client, manual.json()["run_id"])
 
 
 class TestTrainingLease:
@@ -217,7 +210,7 @@ class TestTrainingLease:
 
             sent = _send(broker, topic, STAGE1, 40, seed=10)
             wait_for(lambda: one.get("/v1/status").json()["samples"]["total"] >= sent, what="records stored")
-            run = _wait_run(one, one.post("/v1/retrain", json={}).json()["run_id"])
+            run = wait_run(one, one.post("/v1/retrain", json={}).json()["run_id"])
             assert run["outcome"] == "promoted"
             # The standby serves what the trainer promoted, without a restart.
             wait_for(lambda: two.get("/v1/status").json()["serving"] == run["candidate_version"],
@@ -228,7 +221,7 @@ class TestTrainingLease:
             wait_for(lambda: second.lease.held, timeout_s=10, what="the standby to take the lease")
             taken = two.post("/v1/retrain", json={})
             assert taken.status_code == 202 and taken.json()["started"] is True
-            _wait_run(two, taken.json()["run_id"])
+            wait_run(two, taken.json()["run_id"])
         assert _metric(second, "lifelong_training_triggers_total", {"reason": "manual", "result": "refused"}) == 1
         assert _metric(second, "lifelong_training_lease_held") == 1
 
@@ -261,22 +254,14 @@ class TestTrainingLease:
 
 def _run_process(broker: EmbeddedBroker, topic: str, url: str, data_dir: Path, tiny_bert: Path, port: int,
                  **extra: str) -> subprocess.Popen:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")},
-        "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "LIFELONG_KAFKA__TOPICS": topic,
-        "LIFELONG_DATABASE__URL": url,
-        "LIFELONG_DATA_DIR": str(data_dir),
-        "LIFELONG_API__PORT": str(port),
-        "LIFELONG_API__TOKEN": TOKEN,
-        "LIFELONG_TRAINING__BASE_MODEL": str(tiny_bert),
+    return start_lifelong_run(
+        broker, topic, url, data_dir, port, LIFELONG_API__TOKEN=TOKEN,
+        LIFELONG_TRAINING__BASE_MODEL=str(tiny_bert),
         # Long enough training that the signal lands mid-run.
-        "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "learning_rate": 0.005, "epochs": 40, '
-                                       '"batch_size": 8, "max_length": 24}',
+        LIFELONG_TRAINING__STRATEGY='{"name": "replay", "learning_rate": 0.005, "epochs": 40, '
+                                    '"batch_size": 8, "max_length": 24}',
         **extra,
-    }
-    log = (data_dir / "daemon.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    )
 
 
 class TestShutdown:

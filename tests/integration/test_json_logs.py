@@ -8,17 +8,14 @@ logs: it may be personal data.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from daemon.broker import EmbeddedBroker, free_port
-from tests.conftest import produce, record, wait_for
+from tests.conftest import produce, record, start_lifelong_run, wait_for
 from tests.tiny_model import build_tiny_bert, keywords
 
 LABELS = ["c0", "c1"]
@@ -35,27 +32,17 @@ def test_json_logs_one_event_per_line_without_sample_text(
     broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path
 ) -> None:
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")},
-        "LIFELONG_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "LIFELONG_KAFKA__TOPICS": topic,
-        "LIFELONG_DATABASE__URL": sqlite_url,
-        "LIFELONG_DATA_DIR": str(tmp_path),
-        "LIFELONG_API__PORT": str(port),
-        "LIFELONG_API__TOKEN": TOKEN,
-        "LIFELONG_LOGGING__JSON": "true",
-        "LIFELONG_TRAINING__BASE_MODEL": str(tiny_bert),
-        "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "epochs": 2, "batch_size": 16, "max_length": 24}',
-    }
     texts = [f"{MARKER}{i} {keywords(LABELS[i % 2])[0]}" for i in range(60)]
     values: list[bytes | None] = [record(text, LABELS[i % 2]) for i, text in enumerate(texts)]
     values += [f"{MARKER} not json".encode(), record(f"{MARKER}\u0000nul", "c0"), None]
     produce(broker.bootstrap_servers, topic, values)
 
     log_path = tmp_path / "daemon.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+    process = start_lifelong_run(
+        broker, topic, sqlite_url, tmp_path, port, LIFELONG_API__TOKEN=TOKEN, LIFELONG_LOGGING__JSON="true",
+        LIFELONG_TRAINING__BASE_MODEL=str(tiny_bert),
+        LIFELONG_TRAINING__STRATEGY='{"name": "replay", "epochs": 2, "batch_size": 16, "max_length": 24}',
+    )
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     try:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.broker import EmbeddedBroker
 from daemon.runtime import Daemon
-from tests.conftest import produce, record, settings_for, wait_for
+from tests.conftest import produce, record, settings_for, wait_for, wait_run
 from tests.tiny_model import build_tiny_bert, synthetic_examples
 
 LABELS = ["c0", "c1", "c2"]
@@ -51,16 +51,7 @@ def _scrape(client: httpx.Client) -> Scrape:
 
 
 def _retrain(client: httpx.Client) -> dict[str, Any]:
-    run_id = client.post("/v1/retrain", json={}).json()["run_id"]
-    run: dict[str, Any] = {}
-
-    def done() -> bool:
-        nonlocal run
-        run = client.get(f"/v1/runs/{run_id}").json()
-        return run["status"] != "running"
-
-    wait_for(done, timeout_s=240, what=f"run {run_id}")
-    return run
+    return wait_run(client, client.post("/v1/retrain", json={}).json()["run_id"])
 
 
 def _assert_quality(scrape: Scrape, model: str, sets: dict[str, Any]) -> None:
