@@ -22,7 +22,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from storage.errors import StoreUnavailable
-from storage.models import ConsumerOffset, DeadLetter, Label, Sample, utcnow
+from storage.models import (
+    CONTENT_KEY_CHARS,
+    ConsumerOffset,
+    DeadLetter,
+    Label,
+    Sample,
+    content_key,
+    utcnow,
+)
 from storage.split import HeldOutPolicy
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "NewSample",
     "PartitionPosition",
     "load_offsets",
+    "stored_hashes",
     "write_ingest_batch",
 ]
 
@@ -121,12 +130,19 @@ def _stored_positions(session: Session, table: Any, records: Sequence[Any]) -> s
     return found
 
 
-def _stored_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
-    table = Sample.__table__
+def stored_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    """Which of ``hashes`` some stored sample already has.
+
+    Looked up through the prefix index (:func:`storage.models.content_key`); a prefix
+    shared by two different hashes is told apart by the full-hash comparison here.
+    """
+    column = Sample.__table__.c.content_hash  # type: ignore[attr-defined]
+    wanted = set(hashes)
+    prefixes = sorted({h[:CONTENT_KEY_CHARS] for h in wanted})
     found: set[str] = set()
-    for start in range(0, len(hashes), _IN_CHUNK):
-        chunk = hashes[start : start + _IN_CHUNK]
-        found.update(h for (h,) in session.execute(select(table.c.content_hash).where(table.c.content_hash.in_(chunk))))
+    for start in range(0, len(prefixes), _IN_CHUNK):
+        query = select(column).where(content_key(column).in_(prefixes[start : start + _IN_CHUNK]))
+        found.update(h for (h,) in session.execute(query) if h in wanted)
     return found
 
 
@@ -178,6 +194,8 @@ def _upsert_positions(session: Session, positions: Sequence[PartitionPosition]) 
     raise StoreUnavailable(f"unsupported database dialect {dialect!r}")  # pragma: no cover
 
 
+_UNSET = object()
+
 #: Column order of the sample rows built per batch (tuples: no dict per record).
 _SAMPLE_COLUMNS = ("external_id", "text", "label_id", "topic", "partition", "offset", "content_hash", "held_out",
                    "event_ts", "meta", "ingested_at")
@@ -201,11 +219,19 @@ def _insert_rows(session: Session, table: Any, columns: Sequence[str], rows: lis
     processors = [(i, processor) for i, name in enumerate(columns)
                   if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
     if processors:
+        # Most processed values repeat from row to row (the batch's one ingest time, NULL
+        # timestamps and meta), so each column remembers its last input and output.
+        last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(columns)
         converted = []
         for row in rows:
             values = list(row)
             for i, processor in processors:
-                values[i] = processor(values[i])
+                value = values[i]
+                seen, out = last[i]
+                if value is not seen:
+                    out = processor(value)
+                    last[i] = (value, out)
+                values[i] = out
             converted.append(tuple(values))
         rows = converted
     quote = dialect.identifier_preparer.quote
@@ -258,7 +284,7 @@ def _write(
         else:
             fresh.append(sample)
     if dedupe_content and fresh:
-        known = _stored_hashes(session, sorted({s.content_hash for s in fresh}))
+        known = stored_hashes(session, [s.content_hash for s in fresh])
         unique: list[NewSample] = []
         for sample in fresh:
             if sample.content_hash in known:

@@ -9,10 +9,23 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+    literal_column,
+)
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "CONTENT_KEY_CHARS",
     "Alias",
     "ConsumerOffset",
     "DeadLetter",
@@ -23,6 +36,7 @@ __all__ = [
     "Sample",
     "TrainingLease",
     "TrainingRun",
+    "content_key",
     "utcnow",
 ]
 
@@ -64,17 +78,36 @@ class Sample(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    external_id: str | None = Field(default=None, max_length=1000, index=True)
+    external_id: str | None = Field(default=None, max_length=1000)
     text: str = Field(sa_column=Column(Text, nullable=False))
     label_id: int = Field(foreign_key="label.id")
     topic: str = Field(max_length=255)
     partition: int
     offset: int = Field(sa_type=BigInteger)
-    content_hash: str = Field(max_length=64, index=True)
+    content_hash: str = Field(max_length=64)
     held_out: bool = False
     event_ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     ingested_at: datetime = _ts_column()
+
+
+#: Hex characters of the content hash that the dedupe index holds (64 bits).
+CONTENT_KEY_CHARS = 16
+
+
+def content_key(column: Any) -> ColumnElement[str]:
+    """The indexed prefix of a content hash column: ``substr(content_hash, 1, 16)``.
+
+    Content dedupe looks samples up by this prefix and compares the full hash after.
+    An index over the whole 64-character hex hash is four times larger, and its random
+    keys made it the most expensive part of storing a sample. The positions are literal
+    SQL, not bound parameters: a query matches an expression index only when it spells
+    the same expression.
+    """
+    return func.substr(column, literal_column("1"), literal_column(str(CONTENT_KEY_CHARS)))
+
+
+Index("ix_sample_content_key", content_key(Sample.__table__.c.content_hash))  # type: ignore[attr-defined]
 
 
 class DeadLetter(SQLModel, table=True):

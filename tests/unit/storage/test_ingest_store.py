@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlmodel import Session
 
 from storage.engine import make_engine, upgrade
-from storage.ingest_store import NewSample, PartitionPosition, write_ingest_batch
+from storage.ingest_store import (
+    NewSample,
+    PartitionPosition,
+    stored_hashes,
+    write_ingest_batch,
+)
 from storage.models import Label, Sample
 from storage.split import HeldOutPolicy
 
@@ -89,3 +94,62 @@ def test_sqlite_fast_path_stores_exactly_what_the_core_insert_stores(tmp_path: P
         return [tuple(row) for row in found]
 
     assert raw(fast_url) == raw(core_url)
+
+
+def _stored(url: str, samples: list[NewSample]) -> None:
+    engine = make_engine(url)
+    with Session(engine) as session:
+        write_ingest_batch(session, samples=samples, dead_letters=[], positions=[],
+                           policy=HeldOutPolicy(fraction=0.0, min_per_label=10), dedupe_content=True)
+    engine.dispose()
+
+
+def test_content_dedupe_compares_the_full_hash_behind_the_prefix_index(database_url: str) -> None:
+    prefix = "0123456789abcdef"
+    stored_hash, twin_hash = prefix + "0" * 48, prefix + "f" * 48  # same indexed prefix, different content
+    _stored(database_url, [NewSample(topic="t", partition=0, offset=0, text="a", label="x", content_hash=stored_hash)])
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        assert stored_hashes(session, [twin_hash, "f" * 64]) == set()
+        assert stored_hashes(session, [twin_hash, stored_hash]) == {stored_hash}
+    with Session(engine) as session:
+        result = write_ingest_batch(
+            session,
+            samples=[NewSample(topic="t", partition=0, offset=1, text="b", label="x", content_hash=twin_hash),
+                     NewSample(topic="t", partition=0, offset=2, text="a", label="x", content_hash=stored_hash)],
+            dead_letters=[], positions=[], policy=HeldOutPolicy(fraction=0.0, min_per_label=10), dedupe_content=True)
+        assert (result.stored, result.duplicate_content) == (1, 1)
+    with Session(engine) as session:
+        assert sorted(session.execute(select(Sample.content_hash)).scalars()) == [stored_hash, twin_hash]
+    engine.dispose()
+
+
+def test_content_dedupe_lookup_uses_the_prefix_index(database_url: str) -> None:
+    # Without the index every batch would scan the whole sample table. The planner uses an
+    # expression index only when the query spells the same expression, so the statement
+    # stored_hashes really sends (positions as literals, prefixes bound) is the one explained.
+    engine = make_engine(database_url)
+    sent: list[tuple[str, object]] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _conn, _cursor, statement, parameters, _context, _many: sent.append((statement, parameters)))
+    with Session(engine) as session:
+        stored_hashes(session, ["0123456789abcdef" + "0" * 48, "fedcba9876543210" + "0" * 48])
+    (statement, parameters), = sent
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if not sqlite:
+            connection.exec_driver_sql("SET enable_seqscan = off")  # an empty table is cheapest to scan
+        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+        plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(explain + statement, parameters))
+    engine.dispose()
+    assert ("USING INDEX ix_sample_content_key" if sqlite else "ix_sample_content_key") in plan, plan
+
+
+def test_migration_replaces_the_full_hash_index_with_the_prefix_index(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        indexes = dict(connection.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sample'").all())
+    engine.dispose()
+    assert "substr(content_hash, 1, 16)" in indexes["ix_sample_content_key"]
+    assert "ix_sample_content_hash" not in indexes and "ix_sample_external_id" not in indexes
