@@ -112,13 +112,26 @@ RATIO_TARGET = 0.9
 #: Default for --max-other-load: above this many cores busy with other processes, a pair is
 #: rerun and left out of the medians.
 BUSY_CORES = 0.1
-DEFAULT_DATASET = Path("/work/shared/datasets/clinc150/data_full.json")
+#: CLINC150 beside the repository (``../shared/datasets``), where this project's machines keep it.
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "clinc150" / "data_full.json"
 #: Components that read the replay memory the caller hands in. Only ``replay`` puts
 #: memory examples into the minibatches (AGEM computes reference gradients on its own).
 _MEMORY_COMPONENTS = ("replay", "agem")
 
 
 # ---------------------------------------------------------------------------- data
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str]]:
+    """(text, intent) pairs from CLINC150's ``data_full.json`` (its ``train`` split) or a
+    JSONL file of lifelong records (``{"text": ..., "label": ...}``, like the bundled sample)."""
+    if path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [(r["text"], r["label"]) for r in records]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "train" not in data:
+        raise ValueError(f"{path} has no 'train' split")
+    return [(text, intent) for text, intent in data["train"]]
 
 
 def load_clinc(path: Path, *, intents: int, examples: int, replay_examples: int,
@@ -133,11 +146,8 @@ def load_clinc(path: Path, *, intents: int, examples: int, replay_examples: int,
     ValueError
         The file lacks a ``train`` split, or holds too few intents or utterances.
     """
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if "train" not in data:
-        raise ValueError(f"{path} has no 'train' split")
     by_intent: dict[str, list[str]] = {}
-    for text, intent in data["train"]:
+    for text, intent in _read_pairs(path):
         by_intent.setdefault(intent, []).append(text)
     names = sorted(by_intent)
     replay_intents = intents if replay_examples else 0
@@ -576,8 +586,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="CLINC150 data_full.json "
-                        "(default: %(default)s)")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
+                        help="CLINC150 data_full.json, or a JSONL file of {text, label} records such as "
+                             "daemon/data/clinc150_sample.jsonl (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--profile", type=Path,
                         help="after the measured pairs, cProfile one more pair into PREFIX.plain.pstats "
@@ -591,6 +602,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.retries < 0 or args.warmup_steps < 0 or args.replay_examples < 0:
         parser.error("--retries, --warmup-steps and --replay-examples cannot be negative")
+    if not args.dataset.is_file():
+        parser.error(f"--dataset {args.dataset} does not exist: pass CLINC150's data_full.json "
+                     "(https://github.com/clinc/oos-eval) or a JSONL file of {text, label} records")
     return args
 
 

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session
 
+from daemon.bench_cli import bench_app
 from daemon.broker import BrokerError, EmbeddedBroker, create_topics
 from daemon.client import ApiError, ControlClient
 from daemon.config import ConfigError, Settings, load_settings, masked_dump
@@ -57,6 +58,7 @@ app.add_typer(runs_app, name="runs")
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
 
 _console = Console()
 _USER_ERRORS = (ConfigError, ProduceError, ValueError)

@@ -1,0 +1,48 @@
+"""``lifelong bench …``: the scripts in ``benchmarks/`` under the one command line.
+
+Each subcommand hands its arguments, unparsed, to the script's own ``main(argv)``, so
+``lifelong bench ingest --records 50000`` is ``python -m benchmarks.ingest --records
+50000`` and ``lifelong bench ingest --help`` shows the script's options. The scripts are
+imported only when asked for: they pull in torch or start a broker, which no other
+command should pay for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import typer
+
+__all__ = ["BENCHMARKS", "bench_app"]
+
+#: Subcommand -> (module, one-line help).
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "ingest": ("benchmarks.ingest",
+               "Ingest throughput vs a bare kafka-python consumer, and memory over 1M records."),
+    "train": ("benchmarks.train_throughput",
+              "Training examples/s through learners (Avalanche) vs a plain PyTorch loop."),
+    "predict": ("benchmarks.predict_latency",
+                "Predict latency p50/p99, single texts and batches of 32."),
+}
+
+bench_app = typer.Typer(
+    help="Benchmarks: measure and print (the scripts in benchmarks/; `lifelong bench NAME --help`).",
+    no_args_is_help=True,
+)
+
+#: Let every option through to the script's argparse, --help included.
+_PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _runner(module: str) -> Any:
+    def run(ctx: typer.Context) -> None:
+        main = importlib.import_module(module).main
+        status = main(list(ctx.args))
+        raise typer.Exit(int(status or 0))
+
+    return run
+
+
+for _name, (_module, _help) in BENCHMARKS.items():
+    bench_app.command(_name, help=_help, context_settings=_PASS_THROUGH, add_help_option=False)(_runner(_module))
