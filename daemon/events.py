@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from kafka import KafkaProducer
@@ -11,7 +15,7 @@ from kafka.errors import KafkaError
 
 from daemon.config import KafkaSettings
 
-__all__ = ["EventPublisher", "KafkaEventPublisher", "PublishError"]
+__all__ = ["EventPublisher", "KafkaEventPublisher", "OrderedEvents", "PublishError"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +49,12 @@ class KafkaEventPublisher:
         """
         try:
             if self._producer is None:
+                # kafka-python would otherwise wait 30 s to bootstrap and up to 60 s for
+                # metadata; an undeliverable event should fail within our own timeout.
+                wait_ms = int(self.timeout_s * 1000)
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.kafka.bootstrap_servers, client_id=f"{self.kafka.client_id}-events",
-                    **self.kafka.client_security_options(),
+                    bootstrap_timeout_ms=wait_ms, max_block_ms=wait_ms, **self.kafka.client_security_options(),
                 )
             future = self._producer.send(self.topic, key=str(event.get("version", "")).encode(),
                                          value=json.dumps(event, sort_keys=True).encode("utf-8"))
@@ -59,3 +66,63 @@ class KafkaEventPublisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             producer.close(timeout=5)
+
+
+_CLOSE = object()
+
+
+class OrderedEvents:
+    """Delivers events one at a time on its own thread, in the order they were queued.
+
+    Whoever moves production queues the event while still holding the production lock,
+    so the topic sees production changes in the order they happened, even when an
+    operator's rollback races a gate promotion. Delivery waits for the broker (up to the
+    publisher's timeout) after the lock is released: a broker outage delays events, never
+    a promotion or a rollback. An event that cannot be delivered is handed to
+    ``on_failed`` and dropped (production has moved; the database is the record).
+    """
+
+    def __init__(self, publisher: EventPublisher, *, on_failed: Callable[[dict[str, Any], PublishError], None]) -> None:
+        self._publisher = publisher
+        self._on_failed = on_failed
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._deliver, name="lifelong-events", daemon=True)
+        self._thread.start()
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` for delivery after every event queued before it; never blocks."""
+        self._queue.put(event)
+
+    def close(self, timeout_s: float = 15.0) -> None:
+        """Deliver what is queued for up to ``timeout_s``, then close the publisher."""
+        self._queue.put(_CLOSE)
+        self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            logger.error("promotion events still undelivered after %.0fs at shutdown: %d", timeout_s,
+                         self._queue.qsize() - 1)
+            return  # the delivery thread still uses the publisher; it dies with the process
+        self._publisher.close()
+
+    def join(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every event queued so far was delivered or failed (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _deliver(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is _CLOSE:
+                    return
+                try:
+                    self._publisher.publish(event)
+                except PublishError as exc:
+                    self._on_failed(event, exc)
+                except Exception:  # noqa: BLE001 - one bad event must not stop the ones after it
+                    logger.exception("promotion event for %s not delivered", event.get("version"))
+            finally:
+                self._queue.task_done()

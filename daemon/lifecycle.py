@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from daemon.config import Settings
 from daemon.evaluation import EvaluationOutcome, evaluate_models
-from daemon.events import EventPublisher, PublishError
+from daemon.events import EventPublisher, OrderedEvents, PublishError
 from daemon.gate import Decision, decide
 from daemon.metrics import Metrics
 from daemon.predictor import LoadedVersion, Predictor
@@ -92,8 +92,9 @@ class Lifecycle:
         self.engine = engine
         self.store = store
         self.predictor = predictor
-        self.publisher = publisher
         self.metrics = metrics or Metrics()
+        #: Promotion events, queued in the order production moved (see OrderedEvents).
+        self.events = OrderedEvents(publisher, on_failed=self._event_failed) if publisher is not None else None
         #: Set by the daemon: cycles stop at a step boundary once it is lost, and gate
         #: promotions check it in the promotion transaction. None: no lease (tests, tools).
         self.lease: TrainerLease | None = None
@@ -337,8 +338,7 @@ class Lifecycle:
                 record = registry.promote(session, version=version, run_id=run_id, checks=checks,
                                           reason=decision.summary,
                                           lease_holder=self.lease.holder if self.lease is not None else None)
-            event = self._went_live(prepared, record)
-        self._announce(event)
+            self._announce(self._went_live(prepared, record))
         return "promoted"
 
     def _finish(self, run_id: int, status: str, **fields: Any) -> TrainingRun:
@@ -388,8 +388,7 @@ class Lifecycle:
                     record = registry.promote(session, version=version, actor=actor, reason=reason, forced=force)
             except registry.RegistryError as exc:
                 raise ActionRefused(str(exc)) from exc
-            event = self._went_live(prepared, record)
-        self._announce(event)
+            self._announce(self._went_live(prepared, record))
         return record
 
     def rollback(self, *, actor: str, reason: str | None) -> PromotionDecision:
@@ -405,11 +404,10 @@ class Lifecycle:
         with self._moving:
             try:
                 with Session(self.engine) as session:
-                    record = registry.rollback(session, actor=actor, reason=reason)
+                    record = registry.rollback(session, actor=actor, reason=reason, expected=prepared.version)
             except registry.RegistryError as exc:
                 raise ActionRefused(str(exc)) from exc
-            event = self._went_live(prepared, record)
-        self._announce(event)
+            self._announce(self._went_live(prepared, record))
         return record
 
     def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> dict[str, Any]:
@@ -444,13 +442,17 @@ class Lifecycle:
                                     sets=(version.metrics or {}).get("candidate"))
 
     def _announce(self, event: dict[str, Any]) -> None:
-        """Publish outside the production lock: a broker outage must not block promote/rollback."""
-        if self.publisher is None:
-            return
-        try:
-            self.publisher.publish(event)
-        except PublishError as exc:
-            # Production has moved and is serving; the event is a notification, so a
-            # broker outage must not undo the promotion. The failure is logged loudly.
-            self.metrics.promotion_events_failed.inc()
-            logger.error("%s", exc)
+        """Queue the event; called under the production lock, so events keep production's order."""
+        if self.events is not None:
+            self.events.put(event)
+
+    def _event_failed(self, event: dict[str, Any], exc: PublishError) -> None:
+        # Production has moved and is serving; the event is a notification, so a broker
+        # outage must not undo the promotion. The failure is counted and logged loudly.
+        self.metrics.promotion_events_failed.inc()
+        logger.error("%s", exc)
+
+    def close(self) -> None:
+        """Deliver the promotion events still queued (bounded), then close the publisher."""
+        if self.events is not None:
+            self.events.close()

@@ -93,7 +93,6 @@ class Daemon:
         self.lease: Any = None
         self.triggers: Any = None
         self.scheduler: Any = None
-        self._publisher: Any = None
 
     # ------------------------------------------------------------------ start / stop
 
@@ -152,8 +151,8 @@ class Daemon:
                              self.coordinator.active_run)
             else:
                 self.lease.release()
-        if self._publisher is not None:
-            self._publisher.close()
+        if self.lifecycle is not None:
+            self.lifecycle.close()  # queued promotion events are delivered, then the producer closes
         for thread in self._threads:
             thread.join(timeout=timeout_s)
             if thread.is_alive():
@@ -238,9 +237,8 @@ class Daemon:
         engine = self._engine()
         store = ArtifactStore(s.data_dir / "models")
         self.predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k)
-        self._publisher = KafkaEventPublisher(kafka)
         self.lifecycle = lifecycle = Lifecycle(settings=s, engine=engine, store=store, predictor=self.predictor,
-                                               publisher=self._publisher, metrics=self.metrics)
+                                               publisher=KafkaEventPublisher(kafka), metrics=self.metrics)
         self.coordinator = coordinator = RetrainCoordinator(lifecycle, metrics=self.metrics)
         self.lease = LeaseKeeper(engine, ttl_s=s.training.lease_ttl_s, metrics=self.metrics,
                                  on_acquired=lambda: lifecycle.take_over_training(active_run=coordinator.active_run),

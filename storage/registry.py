@@ -249,18 +249,27 @@ def promote(session: Session, *, version: str, run_id: int | None = None, checks
     return decision
 
 
-def rollback(session: Session, *, actor: str, reason: str | None = None) -> PromotionDecision:
+def rollback(session: Session, *, actor: str, reason: str | None = None,
+             expected: str | None = None) -> PromotionDecision:
     """Restore ``previous`` as production and clear ``previous``.
+
+    ``expected``: the version the caller read as ``previous`` and prepared to serve; if
+    ``previous`` has changed since (another promotion or rollback in between), nothing
+    changes, so the served model can never differ from the production alias.
 
     Raises
     ------
     RegistryError
-        There is no previous version (nothing was promoted twice, or a rollback just happened).
+        There is no previous version (nothing was promoted twice, or a rollback just
+        happened), or it is no longer ``expected``.
     """
     previous = get_alias(session, PREVIOUS)
     current = get_alias(session, PRODUCTION)
     if previous is None or current is None:
         raise RegistryError("no previous version to roll back to")
+    if expected is not None and previous != expected:
+        raise RegistryError(f"production changed while the rollback was prepared (previous is now {previous}, "
+                            f"was {expected}); try again")
     decision = PromotionDecision(candidate=previous, production_before=current, outcome="rolled_back",
                                  forced=True, actor=actor, reason=reason, checks=[])
     session.add(decision)

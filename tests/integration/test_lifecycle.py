@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker
-from daemon.config import Settings
+from daemon.broker import EmbeddedBroker, create_topics, free_port
+from daemon.config import KafkaSettings, Settings
+from daemon.events import KafkaEventPublisher
 from daemon.lifecycle import ActionRefused, Lifecycle
 from daemon.predictor import Predictor
 from storage import registry
@@ -190,3 +193,85 @@ class TestOperatorActions:
         assert lifecycle.predictor.version == "v0002"
         with Session(lifecycle.engine) as session:
             assert registry.get_alias(session, registry.PRODUCTION) == "v0002"
+
+
+class TestPromotionEvents:
+    """Events go to the real broker; production moves first and never waits for them."""
+
+    @staticmethod
+    def _two_versions(broker, topic, url, tmp_path, tiny_bert) -> Settings:
+        settings = _settings(broker, topic, url, tmp_path, tiny_bert)
+        count = _ingest(broker, topic, settings, _stage(STAGE1, 50, seed=1), already=0)
+        first = _lifecycle(settings)
+        assert first.run_cycle(trigger="manual").outcome == "promoted"
+        _ingest(broker, topic, settings, _stage(STAGE2, 50, seed=2), already=count)
+        assert first.run_cycle(trigger="manual").outcome == "promoted"  # v0002 production, v0001 previous
+        return settings
+
+    @staticmethod
+    def _with_publisher(settings: Settings, kafka: KafkaSettings, timeout_s: float) -> Lifecycle:
+        store = ArtifactStore(settings.data_dir / "models")
+        lifecycle = Lifecycle(settings=settings, engine=make_engine(settings.database_url), store=store,
+                              predictor=Predictor(store), publisher=KafkaEventPublisher(kafka, timeout_s=timeout_s))
+        lifecycle.sync_serving()
+        return lifecycle
+
+    def test_a_broker_outage_delays_the_event_not_the_rollback(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path
+    ) -> None:
+        settings = self._two_versions(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        gone = settings.kafka.model_copy(update={"bootstrap_servers": [f"127.0.0.1:{free_port()}"]})
+        lifecycle = self._with_publisher(settings, gone, timeout_s=3.0)
+        record_ = lifecycle.rollback(actor="alice", reason="broker is down")
+        # Rolled back and serving while the event is still trying to reach the broker.
+        assert record_.outcome == "rolled_back" and lifecycle.predictor.version == "v0001"
+        assert lifecycle.events is not None and not lifecycle.events.join(0)
+        with Session(lifecycle.engine) as session:
+            assert registry.get_alias(session, registry.PRODUCTION) == "v0001"
+        assert lifecycle.events.join(30)
+        assert lifecycle.metrics.registry.get_sample_value("lifelong_promotion_events_failed_total") == 1
+        lifecycle.close()
+
+    def test_racing_operator_actions_are_announced_in_the_order_production_moved(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path
+    ) -> None:
+        settings = self._two_versions(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        kafka = settings.kafka.model_copy(update={"topic_prefix": f"race-{topic}"})  # a topic of its own
+        promotions = kafka.promotions_topic
+        create_topics(broker.bootstrap_servers, [promotions])
+        lifecycle = self._with_publisher(settings, kafka, timeout_s=10.0)
+        with Session(lifecycle.engine) as session:
+            before = {d.id for d in registry.latest_decisions(session, limit=100)}
+
+        def act(action: str) -> None:
+            try:
+                if action == "rollback":
+                    lifecycle.rollback(actor="alice", reason="race")
+                else:
+                    lifecycle.promote(action, actor="bob", reason="race", force=True)
+            except ActionRefused:
+                pass  # e.g. a second rollback in a row, or promoting what is already production
+
+        threads = [threading.Thread(target=act, args=(a,)) for a in ("rollback", "v0002", "rollback", "v0001", "v0002")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert lifecycle.events is not None and lifecycle.events.join(30)
+        with Session(lifecycle.engine) as session:
+            moved = sorted((d for d in registry.latest_decisions(session, limit=100) if d.id not in before),
+                           key=lambda d: d.id)
+        assert moved, "no action succeeded"
+
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, enable_auto_commit=False,
+                                 consumer_timeout_ms=3000)
+        partition = TopicPartition(promotions, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        events = [json.loads(message.value) for message in consumer]
+        consumer.close()
+        assert [(e["version"], e["outcome"], e["previous_production"]) for e in events] == [
+            (d.candidate, d.outcome, d.production_before) for d in moved]
+        with Session(lifecycle.engine) as session:  # and what is served is what the database says
+            assert lifecycle.predictor.version == registry.get_alias(session, registry.PRODUCTION)
+        lifecycle.close()

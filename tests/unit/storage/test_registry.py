@@ -83,6 +83,19 @@ class TestRollback:
             registry.rollback(session, actor="bob")
         assert registry.get_alias(session, "production") == "v0001"
 
+    def test_rollback_to_a_version_that_is_no_longer_previous_changes_nothing(self, session: Session) -> None:
+        # The operator's rollback prepared v0001, but another promotion moved the aliases meanwhile.
+        for name in ("v0001", "v0002", "v0003"):
+            _version(session, name)
+        registry.promote(session, version="v0001")
+        registry.promote(session, version="v0002")
+        registry.promote(session, version="v0003", forced=True)  # previous is now v0002
+        with pytest.raises(registry.RegistryError, match=r"previous is now v0002, was v0001\); try again"):
+            registry.rollback(session, actor="bob", expected="v0001")
+        assert (registry.get_alias(session, "production"), registry.get_alias(session, "previous")) == (
+            "v0003", "v0002")
+        assert registry.rollback(session, actor="bob", expected="v0002").candidate == "v0002"
+
     def test_rollback_without_any_promotion_is_refused(self, session: Session) -> None:
         with pytest.raises(registry.RegistryError, match="no previous version to roll back to"):
             registry.rollback(session, actor="bob")
