@@ -112,8 +112,9 @@ RATIO_TARGET = 0.9
 #: Default for --max-other-load: above this many cores busy with other processes, a pair is
 #: rerun and left out of the medians.
 BUSY_CORES = 0.1
-#: CLINC150 beside the repository (``../shared/datasets``), where this project's machines keep it.
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "clinc150" / "data_full.json"
+#: CLINC150 beside the repository (``../shared/datasets``, relative to the repository root the
+#: benchmarks run from), where this project's machines keep it.
+DEFAULT_DATASET = Path("..") / "shared" / "datasets" / "clinc150" / "data_full.json"
 #: Components that read the replay memory the caller hands in. Only ``replay`` puts
 #: memory examples into the minibatches (AGEM computes reference gradients on its own).
 _MEMORY_COMPONENTS = ("replay", "agem")

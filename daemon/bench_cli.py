@@ -10,6 +10,7 @@ command should pay for.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import typer
@@ -35,9 +36,12 @@ bench_app = typer.Typer(
 _PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-def _runner(module: str) -> Any:
+def _runner(name: str, module: str) -> Any:
     def run(ctx: typer.Context) -> None:
         main = importlib.import_module(module).main
+        # argparse names the program after argv[0]: usage and errors then read
+        # "lifelong bench ingest: error: ...", not "lifelong: error: ...".
+        sys.argv = [f"lifelong bench {name}", *ctx.args]
         status = main(list(ctx.args))
         raise typer.Exit(int(status or 0))
 
@@ -45,4 +49,4 @@ def _runner(module: str) -> Any:
 
 
 for _name, (_module, _help) in BENCHMARKS.items():
-    bench_app.command(_name, help=_help, context_settings=_PASS_THROUGH, add_help_option=False)(_runner(_module))
+    bench_app.command(_name, help=_help, context_settings=_PASS_THROUGH, add_help_option=False)(_runner(_name, _module))

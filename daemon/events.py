@@ -86,22 +86,51 @@ class OrderedEvents:
         self._publisher = publisher
         self._on_failed = on_failed
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._deliver, name="lifelong-events", daemon=True)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="lifelong-events", daemon=True)
         self._thread.start()
 
     def put(self, event: dict[str, Any]) -> None:
-        """Queue ``event`` for delivery after every event queued before it; never blocks."""
-        self._queue.put(event)
+        """Queue ``event`` for delivery after every event queued before it; never blocks.
+
+        After :meth:`close` (a request still in flight at shutdown) the event is delivered
+        at once instead, so that it is not lost with the stopped thread.
+        """
+        with self._lock:
+            if not self._closed:
+                self._queue.put(event)
+                return
+        self._deliver(event)
 
     def close(self, timeout_s: float = 15.0) -> None:
-        """Deliver what is queued for up to ``timeout_s``, then close the publisher."""
-        self._queue.put(_CLOSE)
+        """Deliver what is queued for up to ``timeout_s``, then close the publisher.
+
+        Events still undelivered when the time is up are reported to ``on_failed``.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_CLOSE)
         self._thread.join(timeout=timeout_s)
-        if self._thread.is_alive():
-            logger.error("promotion events still undelivered after %.0fs at shutdown: %d", timeout_s,
-                         self._queue.qsize() - 1)
-            return  # the delivery thread still uses the publisher; it dies with the process
-        self._publisher.close()
+        if not self._thread.is_alive():
+            self._publisher.close()
+            return
+        # The delivery thread is stuck on the broker (it reports that event itself if its
+        # publish ever returns); the ones queued behind it are given up on here.
+        abandoned = 0
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if event is not _CLOSE:
+                abandoned += 1
+                self._on_failed(event, PublishError(f"promotion event for {event.get('version')} not delivered "
+                                                    f"within {timeout_s:.0f}s of shutdown"))
+            self._queue.task_done()
+        logger.error("promotion events undelivered at shutdown: 1 in flight, %d abandoned", abandoned)
 
     def join(self, timeout_s: float = 30.0) -> bool:
         """Wait until every event queued so far was delivered or failed (tests, shutdown)."""
@@ -112,17 +141,20 @@ class OrderedEvents:
             time.sleep(0.01)
         return True
 
-    def _deliver(self) -> None:
+    def _run(self) -> None:
         while True:
             event = self._queue.get()
             try:
                 if event is _CLOSE:
                     return
-                try:
-                    self._publisher.publish(event)
-                except PublishError as exc:
-                    self._on_failed(event, exc)
-                except Exception:  # noqa: BLE001 - one bad event must not stop the ones after it
-                    logger.exception("promotion event for %s not delivered", event.get("version"))
+                self._deliver(event)
             finally:
                 self._queue.task_done()
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        try:
+            self._publisher.publish(event)
+        except PublishError as exc:
+            self._on_failed(event, exc)
+        except Exception:  # noqa: BLE001 - one bad event must not stop the ones after it
+            logger.exception("promotion event for %s not delivered", event.get("version"))

@@ -151,8 +151,6 @@ class Daemon:
                              self.coordinator.active_run)
             else:
                 self.lease.release()
-        if self.lifecycle is not None:
-            self.lifecycle.close()  # queued promotion events are delivered, then the producer closes
         for thread in self._threads:
             thread.join(timeout=timeout_s)
             if thread.is_alive():
@@ -160,6 +158,10 @@ class Daemon:
         self._threads.clear()
         if self._server is not None:
             self._server.should_exit = True
+        if self.lifecycle is not None:
+            # Queued promotion events go out before the (embedded) broker stops; an action
+            # still in flight on the closing API publishes its event directly.
+            self.lifecycle.close()
         if self.broker is not None:
             self.broker.stop()
         if self.engine is not None:

@@ -9,6 +9,10 @@ consistent, so a script that silently stopped counting or measuring fails here.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,23 @@ from daemon.bench_cli import BENCHMARKS
 from tests.integration.test_cli import lifelong
 
 SAMPLE = Path(__file__).resolve().parents[2] / "daemon" / "data" / "clinc150_sample.jsonl"
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``lifelong bench ...`` in its own process group: on a timeout the broker and worker
+    processes the script started are killed with it instead of being left behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")}
+    process = subprocess.Popen([sys.executable, "-m", "daemon", "bench", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def test_bench_lists_every_script_and_passes_help_through() -> None:
@@ -30,15 +51,15 @@ def test_bench_lists_every_script_and_passes_help_through() -> None:
 
 
 def test_bench_passes_the_scripts_argument_errors_on() -> None:
-    result = lifelong("bench", "ingest", "--records", "0")
+    result = bench("ingest", "--records", "0")
     assert result.returncode == 2
-    assert "--records and --rounds must be positive" in result.stderr
+    assert "lifelong bench ingest: error: --records and --rounds must be positive" in result.stderr
 
 
 def test_ingest_benchmark_counts_every_record(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
-    result = lifelong("bench", "ingest", "--records", "3000", "--rounds", "2", "--memory-records", "20000",
-                      "--memory-sample-every", "10000", "--json", str(out), "--log-level", "WARNING", timeout=300)
+    result = bench("ingest", "--records", "3000", "--rounds", "2", "--memory-records", "20000",
+                   "--memory-sample-every", "10000", "--json", str(out), "--log-level", "WARNING")
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert len(figures["rounds"]) == 2
@@ -56,7 +77,7 @@ def test_ingest_benchmark_counts_every_record(tmp_path: Path) -> None:
 
 def test_predict_benchmark_reports_ordered_percentiles(tmp_path: Path) -> None:
     out = tmp_path / "predict.json"
-    result = lifelong("bench", "predict", "--requests", "8", "--json", str(out), timeout=300)
+    result = bench("predict", "--requests", "8", "--json", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert 0 < figures["single_p50_ms"] <= figures["single_p99_ms"]
@@ -67,9 +88,9 @@ def test_predict_benchmark_reports_ordered_percentiles(tmp_path: Path) -> None:
 
 def test_train_benchmark_trains_both_loops_on_the_same_data(tmp_path: Path) -> None:
     out = tmp_path / "train.json"
-    result = lifelong("bench", "train", "--dataset", str(SAMPLE), "--intents", "4", "--examples", "32",
-                      "--replay-examples", "0", "--repeats", "1", "--retries", "0", "--warmup-steps", "0",
-                      "--max-other-load", "2", "--json", str(out), "--log-level", "WARNING", timeout=300)
+    result = bench("train", "--dataset", str(SAMPLE), "--intents", "4", "--examples", "32",
+                   "--replay-examples", "0", "--repeats", "1", "--retries", "0", "--warmup-steps", "0",
+                   "--max-other-load", "2", "--json", str(out), "--log-level", "WARNING")
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["config"]["examples"] == 32 and figures["config"]["intents"] == 4
@@ -82,6 +103,6 @@ def test_train_benchmark_trains_both_loops_on_the_same_data(tmp_path: Path) -> N
 
 
 def test_train_benchmark_without_its_dataset_says_what_to_pass(tmp_path: Path) -> None:
-    result = lifelong("bench", "train", "--dataset", str(tmp_path / "missing.json"))
+    result = bench("train", "--dataset", str(tmp_path / "missing.json"))
     assert result.returncode == 2
     assert "does not exist: pass CLINC150's data_full.json" in result.stderr

@@ -7,6 +7,12 @@ Create Date: 2026-11-24 08:30:00
 Content dedupe now looks samples up by ``substr(content_hash, 1, 16)`` and compares the
 full hash after (storage.models.content_key). The full-width index was four times
 larger and the costliest b-tree to insert into; nothing queried ``external_id``.
+
+Two things to know. Alembic cannot reflect expression indexes on SQLite, so a later
+``batch_alter_table('sample')`` (which rebuilds the table) would silently drop this index:
+recreate it after such a batch (tests/unit/storage/test_ingest_store.py checks the index
+exists at head). On PostgreSQL the index is built without CONCURRENTLY, so writes to a
+large ``sample`` table wait while it builds: stop ingesting daemons during the upgrade.
 """
 
 from __future__ import annotations

@@ -69,12 +69,24 @@ def test_close_delivers_what_is_queued_first() -> None:
     assert recorder.delivered == ["v1", "v2"] and recorder.closed
 
 
-def test_close_gives_up_on_a_stuck_publisher_after_its_timeout() -> None:
+def test_close_gives_up_on_a_stuck_publisher_and_reports_what_it_abandons() -> None:
+    failed: list[str] = []
     recorder = _Recorder(slow={"v1"}, delay_s=30.0)
-    events = OrderedEvents(recorder, on_failed=lambda event, exc: None)
-    events.put({"version": "v1"})
+    events = OrderedEvents(recorder, on_failed=lambda event, exc: failed.append(event["version"]))
+    for version in ("v1", "v2", "v3"):
+        events.put({"version": version})
     started = time.monotonic()
     events.close(timeout_s=0.3)
     assert time.monotonic() - started < 5
+    assert failed == ["v2", "v3"]  # v1 is still in flight; its own publish reports it
     assert not recorder.closed  # still in use by the delivery thread
     recorder.release.set()
+
+
+def test_an_event_after_close_is_delivered_directly_not_lost() -> None:
+    # An operator action still in flight on the closing API moves production after close().
+    recorder = _Recorder()
+    events = OrderedEvents(recorder, on_failed=lambda event, exc: None)
+    events.close()
+    events.put({"version": "v9"})
+    assert recorder.delivered == ["v9"]

@@ -49,6 +49,13 @@ class TestMigrations:
             assert connection.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 10_000
         engine.dispose()
 
+    def test_sqlite_uri_names_are_not_created_as_directories(self, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        make_engine(f"sqlite:///{tmp_path / 'data' / 'db.sqlite'}").dispose()
+        make_engine(f"sqlite:///file:{tmp_path / 'db.sqlite'}?mode=ro&uri=true").dispose()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no "file:" directory
+
     def test_content_key_migration_keeps_the_samples_and_downgrades(self, database_url: str) -> None:
         def index_sql() -> dict[str, str]:
             with engine.connect() as connection:
