@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,50 @@ class TestRunBookkeeping:
         registry.set_run_fields(session, run_id=stopped, data_up_to=400)
         registry.fail_interrupted_runs(session)
         assert registry.last_snapshot_watermark(session) == 150
+
+
+class TestConcurrentMoves:
+    """Daemons sharing one database may take operator actions at the same moment."""
+
+    def test_racing_promotions_and_rollbacks_keep_a_consistent_history(self, database_url: str) -> None:
+        engine = make_engine(database_url)
+        names = [f"v{n:04d}" for n in range(1, 7)]
+        with Session(engine) as session:
+            for name in names:
+                _version(session, name)
+            registry.promote(session, version="v0001")
+        barrier = threading.Barrier(len(names))
+        errors: list[BaseException] = []
+
+        def act(index: int) -> None:
+            with Session(engine) as session:
+                barrier.wait()
+                for round_ in range(4):
+                    try:
+                        if (index + round_) % 3 == 0:
+                            registry.rollback(session, actor=f"op{index}")
+                        else:
+                            registry.promote(session, version=names[(index + round_) % len(names)], forced=True,
+                                             actor=f"op{index}")
+                    except registry.RegistryError:
+                        session.rollback()  # refused: already production, or nothing to roll back to
+                    except Exception as exc:  # noqa: BLE001 - a lock timeout is a visible failure, not a lost update
+                        session.rollback()
+                        if "locked" not in str(exc):
+                            errors.append(exc)
+
+        threads = [threading.Thread(target=act, args=(i,)) for i in range(len(names))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        with Session(engine) as session:
+            decisions = sorted(registry.latest_decisions(session, limit=1000), key=lambda d: d.id)
+            production = registry.get_alias(session, registry.PRODUCTION)
+        engine.dispose()
+        assert len(decisions) > 3
+        # Every move started from what the one before it left: no move was based on a stale read.
+        for before, after in zip(decisions, decisions[1:], strict=False):
+            assert after.production_before == before.candidate, (before, after)
+        assert production == decisions[-1].candidate
