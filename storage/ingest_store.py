@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from storage import locking
 from storage.errors import StoreUnavailable
 from storage.models import (
     CONTENT_KEY_CHARS,
@@ -273,6 +274,11 @@ def _write(
     policy: HeldOutPolicy,
     dedupe_content: bool,
 ) -> None:
+    # Another daemon of the group may store the same content at this moment: on SQLite what
+    # is read below then still holds at the commit. PostgreSQL keeps daemons' batches
+    # parallel instead, so there two daemons can store one re-sent record at the same
+    # instant (positions stay unique by constraint; content dedupe is best effort).
+    locking.begin_write(session)
     seen_positions = _stored_positions(session, Sample.__table__, samples) if samples else set()
     if dead_letters:
         seen_positions |= _stored_positions(session, DeadLetter.__table__, dead_letters)

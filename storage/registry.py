@@ -4,7 +4,7 @@ Production only moves through :func:`promote` (the gate's decision or an operato
 forced promotion) and :func:`rollback`; each switches the ``production`` and
 ``previous`` aliases and records the decision in one transaction, so the registry
 never shows a production model without the decision that put it there. Moves are
-serialized across every process sharing the database (:func:`_lock_for_move`), so each
+serialized across every process sharing the database (:mod:`storage.locking`), so each
 decision's ``production_before`` is the production the one before it left.
 
 Rollback semantics: ``production`` becomes the ``previous`` version and ``previous``
@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage import lease
+from storage import lease, locking
 from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingRun, utcnow
 
 __all__ = [
@@ -210,28 +210,6 @@ def record_decision(session: Session, *, candidate: str, outcome: str, run_id: i
     return decision
 
 
-#: Key of the PostgreSQL advisory lock that serializes production moves across daemons.
-_MOVE_LOCK_KEY = 0x6C69_6665_6C6F  # "lifelo"
-
-
-def _lock_for_move(session: Session) -> None:
-    """Serialize production moves across processes sharing the database, until commit.
-
-    A move reads the aliases and then writes them; two daemons doing that at once would
-    each start from the same production and the history would lose one of them (and on
-    PostgreSQL both could insert the ``previous`` row). SQLite: take the write lock
-    before reading (the driver would otherwise start the transaction only at the first
-    write, after the reads). PostgreSQL: a transaction-scoped advisory lock, which also
-    covers aliases that do not exist yet, where a row lock would lock nothing.
-    """
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-    elif connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MOVE_LOCK_KEY})")
-
-
 def promote(session: Session, *, version: str, run_id: int | None = None, checks: Sequence[dict[str, Any]] = (),
             actor: str = "gate", reason: str | None = None, forced: bool = False,
             lease_holder: str | None = None) -> PromotionDecision:
@@ -248,7 +226,7 @@ def promote(session: Session, *, version: str, run_id: int | None = None, checks
         The version does not exist, is already production, (unless ``forced``) was
         never evaluated, or ``lease_holder`` no longer holds the training lease.
     """
-    _lock_for_move(session)
+    locking.serialize(session, locking.PRODUCTION_MOVES)
     if lease_holder is not None:
         now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
         if not lease.holds(session, holder=lease_holder, now_ms=now_ms):
@@ -288,7 +266,7 @@ def rollback(session: Session, *, actor: str, reason: str | None = None,
         There is no previous version (nothing was promoted twice, or a rollback just
         happened), or it is no longer ``expected``.
     """
-    _lock_for_move(session)
+    locking.serialize(session, locking.PRODUCTION_MOVES)
     previous = get_alias(session, PREVIOUS)
     current = get_alias(session, PRODUCTION)
     if previous is None or current is None:

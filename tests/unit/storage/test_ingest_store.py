@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from sqlalchemy import event, insert, select
 from sqlmodel import Session
 
 from storage.engine import make_engine, upgrade
+from storage.errors import StoreUnavailable
 from storage.ingest_store import (
     NewSample,
     PartitionPosition,
@@ -153,3 +155,47 @@ def test_migration_replaces_the_full_hash_index_with_the_prefix_index(sqlite_url
     engine.dispose()
     assert "substr(content_hash, 1, 16)" in indexes["ix_sample_content_key"]
     assert "ix_sample_content_hash" not in indexes and "ix_sample_external_id" not in indexes
+
+
+def test_two_daemons_storing_the_same_content_at_once_store_it_once_on_sqlite(sqlite_url: str) -> None:
+    # Group mode: daemons share a database, each reading its own partitions; a record re-sent
+    # to another partition can reach both at the same moment. (PostgreSQL keeps the daemons'
+    # batches parallel instead; see storage.ingest_store._write.)
+    engine = make_engine(sqlite_url)
+    rounds, per_batch = 15, 40
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def daemon(partition: int) -> None:
+        policy = HeldOutPolicy(fraction=0.0, min_per_label=10)
+        for round_ in range(rounds):
+            batch = [NewSample(topic="t", partition=partition, offset=round_ * per_batch + i, text=f"r{round_}-{i}",
+                               label="x", content_hash=f"{round_:04d}{i:04d}".ljust(64, "0"))
+                     for i in range(per_batch)]
+            try:
+                barrier.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                return  # the other daemon failed; its error is reported
+            for attempt in range(20):
+                try:
+                    with Session(engine) as session:
+                        write_ingest_batch(session, samples=batch, dead_letters=[],
+                                           positions=[PartitionPosition("t", partition, (round_ + 1) * per_batch)],
+                                           policy=policy, dedupe_content=True)
+                    break
+                except StoreUnavailable as exc:  # the ingest loop retries a batch the database refused
+                    if attempt == 19:
+                        errors.append(exc)
+                        barrier.abort()
+                        return
+
+    threads = [threading.Thread(target=daemon, args=(p,)) for p in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    with Session(engine) as session:
+        hashes = list(session.execute(select(Sample.content_hash)).scalars())
+    engine.dispose()
+    assert not errors, errors
+    assert len(hashes) == len(set(hashes)) == rounds * per_batch
