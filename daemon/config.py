@@ -298,10 +298,6 @@ class ScheduleSettings(_Section):
             raise ValueError("set interval_s or cron, not both")
         return self
 
-    @property
-    def enabled(self) -> bool:
-        return self.interval_s is not None or self.cron is not None or self.volume_threshold is not None
-
 
 class EvaluationSettings(_Section):
     """How candidates and production are scored on held-out samples."""
