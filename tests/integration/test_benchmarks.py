@@ -9,10 +9,7 @@ consistent, so a script that silently stopped counting or measuring fails here.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,19 +22,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "daemon" / "data" / "clinc150_sam
 pytestmark = pytest.mark.timeout(900)
 
 
-def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``lifelong bench ...`` in its own process group: on a timeout the broker and worker
-    processes the script started are killed with it instead of being left behind."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")}
-    process = subprocess.Popen([sys.executable, "-m", "daemon", "bench", *args], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return lifelong("bench", *args, timeout=600)
 
 
 def test_bench_lists_every_script_and_passes_help_through() -> None:

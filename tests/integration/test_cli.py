@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,20 @@ from storage.engine import head_revision
 from tests.conftest import running_ingestor, settings_for
 
 
-def lifelong(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120):
+def lifelong(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``lifelong ARGS`` in its own process group: on a timeout the brokers and workers it
+    started (demo, bench) are killed with it instead of being left behind."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args], env={**base, **(env or {})}, cwd=cwd, capture_output=True,
-        text=True, timeout=timeout,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "daemon", *args], env={**base, **(env or {})}, cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 class TestConfigShow:
