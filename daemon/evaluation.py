@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.gate import GateInput, SetMetrics
+from daemon.gate import GateInput, PairedOutcome, SetMetrics
 from learners.evaluate import evaluate, negative_flip_rate
 from learners.inference import predict
 from learners.model import LoadedClassifier
 from storage.registry import EvaluationRow
 from storage.samples import StoredExample
 
-__all__ = ["EVAL_SETS", "EvaluationOutcome", "build_sets", "evaluate_models"]
+__all__ = ["EVAL_SETS", "EvaluationOutcome", "build_sets", "evaluate_models", "paired_outcomes"]
 
 EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
 
@@ -38,10 +38,13 @@ class EvaluationOutcome:
     negative_flip_rate: float | None
     old_labels: list[str]
     new_labels: list[str]
+    #: Per old label, how its ``all`` samples changed from production to candidate.
+    label_outcomes: dict[str, PairedOutcome] | None = None
 
     def gate_input(self) -> GateInput:
         return GateInput(candidate=self.candidate, production=self.production,
-                         negative_flip_rate=self.negative_flip_rate, old_labels=self.old_labels)
+                         negative_flip_rate=self.negative_flip_rate, old_labels=self.old_labels,
+                         label_outcomes=self.label_outcomes)
 
     @staticmethod
     def rows(metrics: dict[str, SetMetrics]) -> list[EvaluationRow]:
@@ -108,6 +111,24 @@ def _set_metrics(name: str, examples: list[StoredExample], predicted: dict[int, 
     )
 
 
+def paired_outcomes(examples: Sequence[StoredExample], production: dict[int, str],
+                    candidate: dict[int, str], *, labels: Sequence[str]) -> dict[str, PairedOutcome]:
+    """Per label in ``labels``: its samples, those production got right and the candidate
+    wrong (lost), and the reverse (gained) — the pairs the gate's sign test reads."""
+    wanted = set(labels)
+    counts: dict[str, list[int]] = {}
+    for example in examples:
+        if example.label not in wanted:
+            continue
+        n_lost_gained = counts.setdefault(example.label, [0, 0, 0])
+        was_right = production[example.sample_id] == example.label
+        is_right = candidate[example.sample_id] == example.label
+        n_lost_gained[0] += 1
+        n_lost_gained[1] += was_right and not is_right
+        n_lost_gained[2] += is_right and not was_right
+    return {label: PairedOutcome(n=n, lost=lost, gained=gained) for label, (n, lost, gained) in sorted(counts.items())}
+
+
 def _predicted(model: LoadedClassifier, examples: list[StoredExample], batch_size: int) -> dict[int, str]:
     if not examples:
         return {}
@@ -132,6 +153,7 @@ def evaluate_models(
     cand = {name: _set_metrics(name, examples, cand_pred, index) for name, examples in sets.items()}
     prod = None
     flip_rate = None
+    outcomes = None
     if production is not None:
         prod_pred = _predicted(production, sets["all"], batch_size)
         prod = {name: _set_metrics(name, examples, prod_pred, index) for name, examples in sets.items()}
@@ -140,6 +162,8 @@ def evaluate_models(
             old = [index.get(prod_pred[e.sample_id], len(index)) for e in sets["all"]]
             new = [index.get(cand_pred[e.sample_id], len(index)) for e in sets["all"]]
             flip_rate = negative_flip_rate(y_true, old, new)
+        outcomes = paired_outcomes(sets["all"], prod_pred, cand_pred, labels=production_labels)
     new_labels = sorted(set(candidate.model.labels) - set(production_labels))
     return EvaluationOutcome(candidate=cand, production=prod, negative_flip_rate=flip_rate,
-                             old_labels=sorted(production_labels), new_labels=new_labels)
+                             old_labels=sorted(production_labels), new_labels=new_labels,
+                             label_outcomes=outcomes)

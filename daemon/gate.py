@@ -34,6 +34,16 @@ Why each rule exists
     labels with at least ``min_label_support`` held-out samples in the candidate's
     ``all`` set are checked: on a few samples one prediction moves F1 by a large
     step, and rejecting on that noise would block every retrain.
+    Support alone is not enough: on ten samples three changed answers move F1 by
+    0.3, and with a hundred old labels some label will do that by chance at every
+    retrain (this stalled a 15-stage CLINC150 stream at stage 13). So where the
+    evaluation supplies the paired outcomes of the label's samples
+    (:class:`PairedOutcome`: how many production got right and the candidate
+    wrong, and the reverse), a drop over the limit fails only if it is also
+    significant: the exact one-sided sign test on those discordant samples must
+    give ``p < label_forgetting_alpha`` (default 0.01). A label that really
+    collapses (seven of ten answers lost, none gained: p = 0.008) still fails; a
+    label that lost three answers (p = 0.125) does not veto the new labels.
 ``negative_flip_rate``
     Samples production got right and the candidate gets wrong hurt the people
     relying on those answers even when overall accuracy is unchanged (new
@@ -89,8 +99,10 @@ __all__ = [
     "Decision",
     "GateInput",
     "GatePolicy",
+    "PairedOutcome",
     "SetMetrics",
     "decide",
+    "sign_test_p",
 ]
 
 #: The evaluation set over every held-out label seen so far; per-label forgetting reads it.
@@ -158,6 +170,53 @@ class SetMetrics:
         object.__setattr__(self, "support", support)
 
 
+@dataclass(frozen=True)
+class PairedOutcome:
+    """How one old label's held-out samples changed between production and candidate.
+
+    ``lost``: samples production got right and the candidate gets wrong; ``gained``:
+    the reverse; ``n``: the label's samples both models scored.
+
+    Raises
+    ------
+    ValueError
+        A count is negative, or ``lost + gained`` exceeds ``n``.
+    TypeError
+        A count is not an int.
+    """
+
+    n: int
+    lost: int
+    gained: int
+
+    def __post_init__(self) -> None:
+        for name in ("n", "lost", "gained"):
+            object.__setattr__(self, name, _check_count(getattr(self, name), f"paired outcome: {name}"))
+        if self.lost + self.gained > self.n:
+            raise ValueError(f"paired outcome: lost + gained ({self.lost + self.gained}) exceeds n ({self.n})")
+
+
+def sign_test_p(lost: int, gained: int) -> float:
+    """One-sided exact sign test: P(at least ``lost`` of the discordant samples are losses | no change).
+
+    Under "the candidate is as good as production on this label" each discordant
+    sample is a loss or a gain with probability 1/2.
+
+    >>> sign_test_p(3, 0)
+    0.125
+    >>> round(sign_test_p(7, 0), 4)
+    0.0078
+    >>> sign_test_p(0, 0)
+    1.0
+    """
+    if lost < 0 or gained < 0:
+        raise ValueError(f"counts must be >= 0, got lost={lost}, gained={gained}")
+    total = lost + gained
+    if total == 0:
+        return 1.0
+    return sum(math.comb(total, k) for k in range(lost, total + 1)) / 2**total
+
+
 def _copied_sets(sets: Mapping[str, SetMetrics], side: str) -> Mapping[str, SetMetrics]:
     for key, metrics in sets.items():
         if not isinstance(metrics, SetMetrics):
@@ -185,6 +244,10 @@ class GateInput:
         which fails the gate).
     old_labels
         The labels production can predict; kept as a tuple.
+    label_outcomes
+        Per old label, the paired outcomes of its samples in the ``all`` set; with
+        them a per-label F1 drop must also be significant to fail (see
+        ``label_forgetting`` above). ``None``: the F1 drop alone decides.
 
     Raises
     ------
@@ -199,6 +262,7 @@ class GateInput:
     production: Mapping[str, SetMetrics] | None
     negative_flip_rate: float | None
     old_labels: Sequence[str]
+    label_outcomes: Mapping[str, PairedOutcome] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidate", _copied_sets(self.candidate, "candidate"))
@@ -213,6 +277,13 @@ class GateInput:
         if isinstance(self.old_labels, str):
             raise TypeError("old_labels must be a sequence of label names, not a str")
         object.__setattr__(self, "old_labels", tuple(str(label) for label in self.old_labels))
+        if self.label_outcomes is not None:
+            for label, outcome in self.label_outcomes.items():
+                if not isinstance(outcome, PairedOutcome):
+                    raise TypeError(
+                        f"label_outcomes[{label!r}] must be a PairedOutcome, got {type(outcome).__name__}"
+                    )
+            object.__setattr__(self, "label_outcomes", dict(self.label_outcomes))
 
 
 class GatePolicy(BaseModel):
@@ -236,6 +307,8 @@ class GatePolicy(BaseModel):
     max_label_forgetting: float = Field(default=0.25, ge=0.0, le=1.0)
     #: Held-out samples (in the ``all`` set) an old label needs before its F1 is checked.
     min_label_support: int = Field(default=10, ge=1)
+    #: With paired outcomes, a per-label drop fails only if the sign test's p-value is below this.
+    label_forgetting_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
     #: Highest share of the ``all`` set that production got right and the candidate gets wrong.
     max_negative_flip_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     #: The first model (no production) needs only this primary score.
@@ -403,7 +476,7 @@ def _old_label_forgetting(
 
 def _label_forgetting(
     candidate: Mapping[str, SetMetrics], production: Mapping[str, SetMetrics], old_labels: Sequence[str],
-    policy: GatePolicy,
+    outcomes: Mapping[str, PairedOutcome] | None, policy: GatePolicy,
 ) -> list[Check]:
     if not old_labels:
         return []
@@ -420,16 +493,28 @@ def _label_forgetting(
             raise ValueError(f"production set 'all' has no F1 for old label {label!r}")
         before, after = theirs.per_label_f1[label], ours.per_label_f1[label]
         drop = before - after
+        passed = _at_most(drop, policy.max_label_forgetting)
+        detail = (
+            f"F1 of {label!r} on all (support {support}): {after:.3f} vs production {before:.3f}"
+            f" (drop {drop:.3f}, allowed <= {policy.max_label_forgetting:.3f})"
+        )
+        outcome = None if outcomes is None else outcomes.get(label)
+        if outcome is not None:
+            p_value = sign_test_p(outcome.lost, outcome.gained)
+            significant = p_value < policy.label_forgetting_alpha
+            passed = passed or not significant
+            detail += (
+                f"; {outcome.lost} of {outcome.n} answers lost, {outcome.gained} gained,"
+                f" sign test p={p_value:.3g} ({'significant' if significant else 'not significant'}"
+                f" at {policy.label_forgetting_alpha:g})"
+            )
         checks.append(
             Check(
                 name=f"label_forgetting:{label}",
-                passed=_at_most(drop, policy.max_label_forgetting),
+                passed=passed,
                 value=drop,
                 threshold=policy.max_label_forgetting,
-                detail=(
-                    f"F1 of {label!r} on all (support {support}): {after:.3f} vs production {before:.3f}"
-                    f" (drop {drop:.3f}, allowed <= {policy.max_label_forgetting:.3f})"
-                ),
+                detail=detail,
             )
         )
     return checks
@@ -487,6 +572,7 @@ def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
         reference = _require(production, policy.primary_set, "production", "the policy's primary_set")
         checks.append(_primary_improvement(primary, reference, policy))
         checks.append(_old_label_forgetting(gate_input.candidate, production, policy))
-        checks.extend(_label_forgetting(gate_input.candidate, production, gate_input.old_labels, policy))
+        checks.extend(_label_forgetting(gate_input.candidate, production, gate_input.old_labels,
+                                        gate_input.label_outcomes, policy))
         checks.append(_negative_flip_rate(gate_input.negative_flip_rate, policy))
     return Decision(promote=all(check.passed for check in checks), checks=tuple(checks), summary=_summary(checks))

@@ -334,8 +334,8 @@ class TestGatePolicy:
     def test_gate_policy_defaults(self) -> None:
         assert GatePolicy().model_dump() == {
             "primary_metric": "macro_f1", "primary_set": "all", "min_improvement": 0.0, "max_forgetting": 0.05,
-            "max_label_forgetting": 0.25, "min_label_support": 10, "max_negative_flip_rate": 0.05,
-            "min_absolute": 0.5, "min_eval_samples": 1,
+            "max_label_forgetting": 0.25, "min_label_support": 10, "label_forgetting_alpha": 0.01,
+            "max_negative_flip_rate": 0.05, "min_absolute": 0.5, "min_eval_samples": 1,
         }
 
     def test_gate_policy_rejects_unknown_keys(self) -> None:
@@ -448,3 +448,163 @@ class TestDecideLeavesInputsAlone:
             "name": "all", "n": 200, "accuracy": 0.9, "macro_f1": 0.9,
             "per_label_f1": {"billing": 0.9}, "support": {"billing": 40},
         }
+
+
+class TestSignTest:
+    def test_sign_test_p_exact_values(self) -> None:
+        from daemon.gate import sign_test_p
+
+        assert sign_test_p(3, 0) == 0.125
+        assert sign_test_p(7, 0) == pytest.approx(1 / 128)
+        assert sign_test_p(2, 2) == pytest.approx(11 / 16)
+        assert sign_test_p(0, 5) == 1.0
+        assert sign_test_p(0, 0) == 1.0
+
+    def test_sign_test_p_negative_count_raises(self) -> None:
+        from daemon.gate import sign_test_p
+
+        with pytest.raises(ValueError, match=r"^counts must be >= 0, got lost=-1, gained=0$"):
+            sign_test_p(-1, 0)
+
+
+class TestPairedOutcome:
+    def test_paired_outcome_more_discordant_than_samples_raises(self) -> None:
+        from daemon.gate import PairedOutcome
+
+        with pytest.raises(ValueError, match=r"^paired outcome: lost \+ gained \(11\) exceeds n \(10\)$"):
+            PairedOutcome(n=10, lost=6, gained=5)
+
+    def test_paired_outcome_wrong_type_raises(self) -> None:
+        from daemon.gate import PairedOutcome
+
+        with pytest.raises(TypeError, match=r"^paired outcome: lost must be an int, got float$"):
+            PairedOutcome(n=10, lost=1.0, gained=0)  # type: ignore[arg-type]
+
+    def test_gate_input_rejects_a_non_outcome(self) -> None:
+        sets = _sets(_set("all", 0.8))
+        with pytest.raises(TypeError, match=r"^label_outcomes\['a'\] must be a PairedOutcome, got tuple$"):
+            GateInput(candidate=sets, production=sets, negative_flip_rate=0.0, old_labels=("a",),
+                      label_outcomes={"a": (10, 1, 0)})  # type: ignore[dict-item]
+
+
+class TestDecideLabelForgettingSignificance:
+    """With paired outcomes, a per-label F1 drop must be significant as well as large."""
+
+    @staticmethod
+    def _decide(lost: int, gained: int, before: float, after: float, support: int = 10) -> Decision:
+        from daemon.gate import PairedOutcome
+
+        candidate = _sets(_set("all", 0.85, f1={"billing": after}, support={"billing": support}))
+        production = _sets(_set("all", 0.80, f1={"billing": before}, support={"billing": support}))
+        return decide(
+            GateInput(candidate=candidate, production=production, negative_flip_rate=0.01, old_labels=("billing",),
+                      label_outcomes={"billing": PairedOutcome(n=support, lost=lost, gained=gained)}),
+            GatePolicy(),
+        )
+
+    def test_decide_three_lost_answers_on_ten_samples_do_not_veto(self) -> None:
+        # The stage-13 stall: F1 fell 0.275 on a label's 10 held-out samples.
+        decision = self._decide(lost=3, gained=0, before=1.0, after=0.725)
+        assert decision.promote is True
+        check = _by_name(decision)["label_forgetting:billing"]
+        assert check.passed is True
+        assert check.value == pytest.approx(0.275)
+        assert check.detail == (
+            "F1 of 'billing' on all (support 10): 0.725 vs production 1.000 (drop 0.275, allowed <= 0.250);"
+            " 3 of 10 answers lost, 0 gained, sign test p=0.125 (not significant at 0.01)"
+        )
+
+    def test_decide_a_label_that_really_collapses_is_rejected(self) -> None:
+        decision = self._decide(lost=7, gained=0, before=1.0, after=0.46)
+        assert decision.summary == "reject: label_forgetting:billing failed"
+        assert decision.failed[0].detail.endswith(
+            "; 7 of 10 answers lost, 0 gained, sign test p=0.00781 (significant at 0.01)"
+        )
+
+    def test_decide_significant_but_small_drop_passes(self) -> None:
+        decision = self._decide(lost=9, gained=0, before=1.0, after=0.8, support=100)
+        assert _by_name(decision)["label_forgetting:billing"].passed is True
+
+    def test_decide_label_without_outcome_falls_back_to_the_f1_drop(self) -> None:
+        from daemon.gate import PairedOutcome
+
+        candidate = _sets(_set("all", 0.85, f1={"billing": 0.5, "card": 0.5}, support={"billing": 40, "card": 40}))
+        production = _sets(_set("all", 0.80, f1={"billing": 0.9, "card": 0.9}, support={"billing": 40, "card": 40}))
+        decision = decide(
+            GateInput(candidate=candidate, production=production, negative_flip_rate=0.01,
+                      old_labels=("billing", "card"),
+                      label_outcomes={"card": PairedOutcome(n=40, lost=2, gained=0)}),
+            GatePolicy(),
+        )
+        assert decision.summary == "reject: label_forgetting:billing failed"
+
+    def test_decide_policy_alpha_is_respected(self) -> None:
+        from daemon.gate import PairedOutcome
+
+        candidate = _sets(_set("all", 0.85, f1={"billing": 0.7}, support={"billing": 10}))
+        production = _sets(_set("all", 0.80, f1={"billing": 1.0}, support={"billing": 10}))
+        gate_input = GateInput(candidate=candidate, production=production, negative_flip_rate=0.01,
+                               old_labels=("billing",), label_outcomes={"billing": PairedOutcome(10, 3, 0)})
+        assert decide(gate_input, GatePolicy(label_forgetting_alpha=0.2)).promote is False
+        assert decide(gate_input, GatePolicy()).promote is True
+
+
+class TestGateOnALongStream:
+    """15 simulated class-incremental stages of 10 labels, ten held-out samples per label.
+
+    An honest candidate is as good as production on every old label: each sample's
+    answer changes with a small symmetric probability. A forgetting candidate loses
+    one old label entirely. The old gate (F1 drop alone) stalled honest streams; the
+    sign test must let them through and still catch the collapse at every stage.
+    """
+
+    @staticmethod
+    def _stage(rng, labels: int, *, collapse: str | None) -> tuple[GateInput, GateInput]:
+        from daemon.gate import PairedOutcome
+        from learners.evaluate import per_label_f1
+
+        per_label = 10
+        y_true = [label for label in range(labels) for _ in range(per_label)]
+        names = [f"l{i:03d}" for i in range(labels)]
+        prod = [y if rng.random() < 0.9 else int(rng.integers(labels)) for y in y_true]
+        cand = []
+        for y, p in zip(y_true, prod):
+            if collapse is not None and names[y] == collapse:
+                cand.append((y + 1) % labels)
+            elif rng.random() < 0.08:  # symmetric churn: a right answer may go wrong or a wrong one right
+                cand.append(y if p != y else int(rng.integers(labels)))
+            else:
+                cand.append(p)
+        f1_p, f1_c = per_label_f1(y_true, prod), per_label_f1(y_true, cand)
+        support = {name: per_label for name in names}
+        production = _sets(_set("all", 0.85, f1={names[k]: v for k, v in f1_p.items()}, support=support))
+        candidate = _sets(_set("all", 0.85, f1={names[k]: v for k, v in f1_c.items()}, support=support))
+        outcomes = {}
+        for k, name in enumerate(names):
+            idx = range(k * per_label, (k + 1) * per_label)
+            lost = sum(prod[i] == y_true[i] != cand[i] for i in idx)
+            gained = sum(cand[i] == y_true[i] != prod[i] for i in idx)
+            outcomes[name] = PairedOutcome(per_label, lost, gained)
+        with_test = GateInput(candidate=candidate, production=production, negative_flip_rate=0.01,
+                              old_labels=names, label_outcomes=outcomes)
+        without = GateInput(candidate=candidate, production=production, negative_flip_rate=0.01, old_labels=names)
+        return with_test, without
+
+    def test_honest_stream_keeps_learning_and_forgetting_is_always_caught(self) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        policy = GatePolicy()
+        honest_new, honest_old, caught = 0, 0, 0
+        stages = range(2, 16)
+        for stage in stages:
+            labels = 10 * (stage - 1)  # production's labels at this stage
+            new_gate, old_gate = self._stage(rng, labels, collapse=None)
+            honest_new += decide(new_gate, policy).promote
+            honest_old += decide(old_gate, policy).promote
+            forgetting, _ = self._stage(rng, labels, collapse="l005")
+            decision = decide(forgetting, policy)
+            caught += (not decision.promote) and [c.name for c in decision.failed] == ["label_forgetting:l005"]
+        assert honest_new == len(stages)  # every honest stage promoted
+        assert honest_old <= len(stages) - 3  # the F1-drop-only gate stalls several (6 of 14 with this seed)
+        assert caught == len(stages)
