@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
               "Training examples/s through learners (Avalanche) vs a plain PyTorch loop."),
     "predict": ("benchmarks.predict_latency",
                 "Predict latency p50/p99, single texts and batches of 32."),
+    "learner": ("benchmarks.continual_learner",
+                "Class-incremental stages through the learner (no daemon): accuracy on seen labels per stage."),
 }
 
 bench_app = typer.Typer(

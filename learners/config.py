@@ -19,9 +19,11 @@ STRATEGY_COMPONENTS: dict[str, tuple[str, ...]] = {
     "agem": ("agem",),
     "replay+lwf": ("replay", "lwf"),
     "replay+ewc": ("replay", "ewc"),
+    # Frozen encoder, closed-form LDA head from exact running statistics (learners.discriminant).
+    "slda": ("slda",),
 }
 
-StrategyName = Literal["naive", "replay", "ewc", "lwf", "si", "agem", "replay+lwf", "replay+ewc"]
+StrategyName = Literal["naive", "replay", "ewc", "lwf", "si", "agem", "replay+lwf", "replay+ewc", "slda"]
 
 
 class StrategyConfig(BaseModel):
@@ -29,7 +31,7 @@ class StrategyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: StrategyName = "replay+lwf"
+    name: StrategyName = "slda"
     learning_rate: float = Field(default=5e-5, gt=0, le=1.0)
     weight_decay: float = Field(default=0.01, ge=0)
     epochs: int = Field(default=3, ge=1, le=100)
@@ -46,6 +48,8 @@ class StrategyConfig(BaseModel):
     si_lambda: float = Field(default=1.0, ge=0)
     agem_patterns: int = Field(default=256, ge=1)
     agem_sample_size: int = Field(default=64, ge=1)
+    #: ``slda``: how far the shared covariance is shrunk towards a scaled identity.
+    slda_shrinkage: float = Field(default=1e-3, gt=0, lt=1.0)
     seed: int = 0
 
     @field_validator("name", mode="before")

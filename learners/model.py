@@ -95,18 +95,24 @@ class TextClassifier(nn.Module):
     def num_labels(self) -> int:
         return len(self.labels)
 
-    def forward(self, packed: Tensor) -> Tensor:
-        """Logits ``[B, num_labels]`` for a packed ``[B, 2, L]`` batch (ids, attention mask)."""
+    @property
+    def hidden_size(self) -> int:
+        return int(self.head.in_features)
+
+    def embed(self, packed: Tensor) -> Tensor:
+        """Pooled features ``[B, hidden]`` for a packed ``[B, 2, L]`` batch (ids, attention mask)."""
         if packed.dim() != 3 or packed.shape[1] != 2:
             raise ValueError(f"expected a packed [batch, 2, length] tensor, got shape {tuple(packed.shape)}")
         input_ids, attention_mask = packed[:, 0], packed[:, 1]
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.head(pooled)
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, packed: Tensor) -> Tensor:
+        """Logits ``[B, num_labels]`` for a packed ``[B, 2, L]`` batch (ids, attention mask)."""
+        return self.head(self.embed(packed))
 
     def grow(self, labels: Sequence[str]) -> list[str]:
         """Add a head row for each label not yet known; returns the labels added, in order.

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from learners.buffer import BufferConfig, ReplayBuffer
 from learners.data import Example, make_dataset
+from learners.discriminant import DiscriminantStats, embed_texts
 from learners.errors import ModelLoadError
 from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
 from learners.config import StrategyConfig
@@ -141,6 +142,31 @@ def _load_start(spec: TrainingSpec) -> tuple[LoadedClassifier, ParentState]:
     return loaded, ParentState(LearnerState(), 0, None)
 
 
+def _fit_discriminant(loaded: LoadedClassifier, parent: ParentState, spec: TrainingSpec,
+                      index: dict[str, int]) -> LearnerState:
+    """Strategy ``slda``: add the new examples' features to the parent's statistics and set
+    the head in closed form; the encoder is not trained (see :mod:`learners.discriminant`).
+
+    A parent without statistics (the base model, or a lineage that used another
+    strategy) starts them from the replayed examples as well, so old labels keep rows.
+    Head rows of labels with no statistics at all keep their weights.
+    """
+    model = loaded.model
+    stats = DiscriminantStats.from_tensors(parent.state.tensors, labels=model.num_labels, hidden=model.hidden_size)
+    examples = list(spec.train)
+    if stats is None:
+        stats = DiscriminantStats.empty(model.num_labels, model.hidden_size)
+        examples += list(spec.replay)
+    features = embed_texts(loaded, [e.text for e in examples], batch_size=spec.strategy.eval_batch_size)
+    stats.update(features, [index[e.label] for e in examples])
+    weight, bias, fitted = stats.head(spec.strategy.slda_shrinkage)
+    head = model.head
+    with torch.no_grad():
+        head.weight[fitted] = weight[fitted].to(dtype=head.weight.dtype, device=head.weight.device)
+        head.bias[fitted] = bias[fitted].to(dtype=head.bias.dtype, device=head.bias.device)
+    return LearnerState(tensors=stats.to_tensors(), meta={"generation": parent.generation + 1})
+
+
 def train_candidate(
     spec: TrainingSpec,
     *,
@@ -203,22 +229,28 @@ def train_candidate(
         if progress is not None:
             progress(report)
 
-    with warnings.catch_warnings():
-        # Avalanche warns that no metric loggers are attached: lifelong evaluates on its own.
-        warnings.filterwarnings("ignore", message="No loggers specified")
-        strategy = build_strategy(
-            model=model, config=config, device=device, memory=memory, state=parent.state,
-            parent_model=parent_model, parent_label_count=len(parent_labels), generation=parent.generation,
-            progress=_on_progress, progress_every_s=1.0, cancelled=cancelled,
-        )
-        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
-
-        experience = benchmark_from_datasets(train=[train_data]).train_stream[0]
+    if "slda" in config.components:
         train_started = time.perf_counter()
-        strategy.train(experience, eval_streams=[])
+        state = _fit_discriminant(loaded, parent, spec, index)
         train_seconds = time.perf_counter() - train_started
+        examples_seen[0] = len(spec.train)
+    else:
+        with warnings.catch_warnings():
+            # Avalanche warns that no metric loggers are attached: lifelong evaluates on its own.
+            warnings.filterwarnings("ignore", message="No loggers specified")
+            strategy = build_strategy(
+                model=model, config=config, device=device, memory=memory, state=parent.state,
+                parent_model=parent_model, parent_label_count=len(parent_labels), generation=parent.generation,
+                progress=_on_progress, progress_every_s=1.0, cancelled=cancelled,
+            )
+            from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 
-    state = export_state(strategy)
+            experience = benchmark_from_datasets(train=[train_data]).train_stream[0]
+            train_started = time.perf_counter()
+            strategy.train(experience, eval_streams=[])
+            train_seconds = time.perf_counter() - train_started
+
+        state = export_state(strategy)
     generation = parent.generation + 1
     buffer.update(sample_ids=[ex.sample_id for ex in sorted(spec.train, key=lambda e: e.sample_id)],
                   labels=[index[ex.label] for ex in sorted(spec.train, key=lambda e: e.sample_id)])

@@ -92,3 +92,29 @@ def test_train_benchmark_without_its_dataset_says_what_to_pass(tmp_path: Path) -
     result = bench("train", "--dataset", str(tmp_path / "missing.json"))
     assert result.returncode == 2
     assert "does not exist: pass CLINC150's data_full.json" in result.stderr
+
+
+def test_learner_benchmark_scores_every_stage_on_the_labels_seen(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    labels = sorted({r["label"] for r in rows})[:6]
+    pairs = [[r["text"], r["label"]] for r in rows if r["label"] in labels]
+    data = tmp_path / "data_full.json"
+    data.write_text(json.dumps({"train": pairs[::2], "test": pairs[1::2]}), encoding="utf-8")
+    out = tmp_path / "learner.json"
+    result = bench("learner", "--data", str(data), "--tasks", "3", "--classes-per-task", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (report,) = json.loads(out.read_text())
+    assert report["strategy"] == "slda"
+    assert [s["stage"] for s in report["stages"]] == [1, 2, 3]
+    assert [s["labels"] for s in report["stages"]] == [2, 4, 6]
+    assert all(0.0 <= s["accuracy"] <= 1.0 for s in report["stages"])
+    assert report["final"] == report["stages"][-1]["accuracy"]
+    assert "slda: final accuracy" in result.stdout
+
+
+def test_learner_benchmark_refuses_more_labels_than_exist(tmp_path: Path) -> None:
+    data = tmp_path / "data_full.json"
+    data.write_text(json.dumps({"train": [["a", "x"], ["b", "y"]], "test": [["a", "x"]]}), encoding="utf-8")
+    result = bench("learner", "--data", str(data), "--tasks", "3", "--classes-per-task", "2")
+    assert result.returncode == 1
+    assert "error: 3 x 2 labels asked for, the dataset has 2" in result.stderr

@@ -1,0 +1,140 @@
+"""Class-incremental linear discriminant analysis over a frozen encoder (strategy ``slda``).
+
+Why this exists: the forgetting in class-incremental fine-tuning comes from the
+encoder and the head drifting towards the newest labels. A sentence encoder such as
+all-MiniLM-L6-v2 already separates intents well, so keeping it frozen and fitting
+the head in closed form removes both drifts. The head is Gaussian LDA with one
+shared covariance (Hayes & Kanan, "Deep Streaming LDA", CVPR-W 2020)::
+
+    w_c = Σ⁻¹ μ_c,   b_c = -½ μ_cᵀ Σ⁻¹ μ_c
+
+which is an ordinary linear layer: serving, evaluation and artifacts are the same
+as for every other strategy.
+
+The statistics it keeps are sufficient and exact — per-label feature sums and
+counts and the total Gram matrix Σ x xᵀ, in float64 — so the head after any
+number of runs is the one joint LDA on all data would give, whatever order the
+labels and samples arrived in, and no text needs to be replayed. Measured on
+CLINC150 (150 intents, frozen all-MiniLM-L6-v2, mean pooling): 92.96% test
+accuracy with shrinkage 1e-3, against 94.4% for joint fine-tuning and 83.5% for
+plain replay at 3% in a bare PyTorch loop.
+
+Avalanche ships the same idea as ``StreamingLDA``; it is not used because it fixes
+the number of classes at construction (lifelong's head grows), updates its
+covariance one sample at a time with a running mean (an approximation that depends
+on arrival order), and saves its state with ``torch.save`` (pickles, which
+lifelong's artifacts refuse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from learners.data import encode_texts, pack_batch
+from learners.model import LoadedClassifier
+
+__all__ = ["DiscriminantStats", "embed_texts"]
+
+_PREFIX = "slda."
+
+
+@torch.inference_mode()
+def embed_texts(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int = 64) -> Tensor:
+    """Pooled encoder features ``[len(texts), hidden]`` (float64, on the CPU)."""
+    model = loaded.model
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    ids = encode_texts(loaded.tokenizer, texts, loaded.max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out = torch.zeros(len(ids), model.hidden_size, dtype=torch.float64)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        pooled = model.embed(pack_batch([ids[i] for i in chunk], pad_id).to(device))
+        out[chunk] = pooled.double().cpu()
+    if was_training:
+        model.train()
+    return out
+
+
+@dataclass
+class DiscriminantStats:
+    """Sufficient statistics of the labelled features seen so far (row ``c`` = head row ``c``)."""
+
+    sums: Tensor  # [labels, hidden] float64
+    counts: Tensor  # [labels] float64
+    gram: Tensor  # [hidden, hidden] float64: Σ x xᵀ over every sample
+
+    @classmethod
+    def empty(cls, labels: int, hidden: int) -> DiscriminantStats:
+        return cls(torch.zeros(labels, hidden, dtype=torch.float64), torch.zeros(labels, dtype=torch.float64),
+                   torch.zeros(hidden, hidden, dtype=torch.float64))
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], *, labels: int, hidden: int) -> DiscriminantStats | None:
+        """The statistics saved by :meth:`to_tensors`, grown to ``labels`` rows; ``None`` if absent.
+
+        Raises
+        ------
+        ValueError
+            The saved tensors do not fit ``hidden`` or hold more rows than ``labels``.
+        """
+        names = [f"{_PREFIX}sums", f"{_PREFIX}counts", f"{_PREFIX}gram"]
+        if not all(name in tensors for name in names):
+            return None
+        sums, counts, gram = (tensors[name].to(torch.float64) for name in names)
+        if sums.dim() != 2 or sums.shape[1] != hidden or gram.shape != (hidden, hidden) \
+                or counts.shape != (sums.shape[0],) or sums.shape[0] > labels:
+            raise ValueError(
+                f"saved LDA statistics do not fit a {labels}-label head over {hidden} features: "
+                f"sums {tuple(sums.shape)}, counts {tuple(counts.shape)}, gram {tuple(gram.shape)}"
+            )
+        stats = cls(sums, counts, gram)
+        stats.grow(labels)
+        return stats
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        return {f"{_PREFIX}sums": self.sums.clone(), f"{_PREFIX}counts": self.counts.clone(),
+                f"{_PREFIX}gram": self.gram.clone()}
+
+    def grow(self, labels: int) -> None:
+        """Add zero rows up to ``labels`` (the head grew)."""
+        extra = labels - self.sums.shape[0]
+        if extra > 0:
+            self.sums = torch.cat([self.sums, torch.zeros(extra, self.sums.shape[1], dtype=torch.float64)])
+            self.counts = torch.cat([self.counts, torch.zeros(extra, dtype=torch.float64)])
+
+    def update(self, features: Tensor, targets: Sequence[int]) -> None:
+        """Add samples: ``features[i]`` belongs to head row ``targets[i]``."""
+        if features.shape[0] != len(targets):
+            raise ValueError(f"{features.shape[0]} feature rows for {len(targets)} targets")
+        x = features.to(torch.float64)
+        index = torch.as_tensor(list(targets), dtype=torch.long)
+        self.sums.index_add_(0, index, x)
+        self.counts.index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
+        self.gram += x.T @ x
+
+    def head(self, shrinkage: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``(weight, bias, fitted)``: LDA's linear head, and which rows have data to fit.
+
+        The pooled within-class covariance is shrunk towards a scaled identity
+        (``(1-λ)Σ + λ·tr(Σ)/d·I``), which keeps it invertible when there are fewer
+        samples than features.
+        """
+        fitted = self.counts > 0
+        n, k = float(self.counts.sum()), int(fitted.sum())
+        hidden = self.gram.shape[0]
+        means = torch.zeros_like(self.sums)
+        means[fitted] = self.sums[fitted] / self.counts[fitted, None]
+        between = (self.sums[fitted].T @ means[fitted])  # Σ_c n_c μ_c μ_cᵀ
+        covariance = (self.gram - between) / max(n - k, 1.0)
+        scale = float(torch.trace(covariance)) / hidden or 1.0
+        covariance = (1.0 - shrinkage) * covariance + shrinkage * scale * torch.eye(hidden, dtype=torch.float64)
+        weight = torch.linalg.solve(covariance, means.T).T
+        bias = -0.5 * (weight * means).sum(dim=1)
+        return weight, bias, fitted
