@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from learners.data import encode_texts, pack_batch
+from learners.inference import length_batches
 from learners.model import LoadedClassifier
 
 __all__ = ["DiscriminantStats", "embed_texts"]
@@ -48,15 +48,9 @@ def embed_texts(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: i
     model = loaded.model
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    ids = encode_texts(loaded.tokenizer, texts, loaded.max_length)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = torch.zeros(len(ids), model.hidden_size, dtype=torch.float64)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        pooled = model.embed(pack_batch([ids[i] for i in chunk], pad_id).to(device))
-        out[chunk] = pooled.double().cpu()
+    out = torch.zeros(len(texts), model.hidden_size, dtype=torch.float64)
+    for chunk, packed in length_batches(loaded, texts, batch_size):
+        out[chunk] = model.embed(packed).double().cpu()
     if was_training:
         model.train()
     return out

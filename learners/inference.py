@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,19 @@ class Predictions:
         return [self.labels[i] for i in self.indices]
 
 
+def length_batches(loaded: LoadedClassifier, texts: Sequence[str],
+                   batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """``(indices, packed batch on the model's device)`` over ``texts`` sorted by token
+    length, so each batch pads little; ``indices`` say where each row belongs."""
+    device = next(loaded.model.parameters()).device
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    ids = encode_texts(loaded.tokenizer, texts, loaded.max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        yield chunk, pack_batch([ids[i] for i in chunk], pad_id).to(device)
+
+
 @torch.inference_mode()
 def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int = 64) -> Predictions:
     """Predict ``texts`` in batches sorted by length (less padding), results in input order."""
@@ -39,15 +52,9 @@ def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int =
         raise ValueError("the model has no labels yet")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    ids = encode_texts(loaded.tokenizer, texts, loaded.max_length)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    probabilities: list[list[float]] = [[] for _ in ids]
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        packed = pack_batch([ids[i] for i in chunk], pad_id).to(device)
-        if device.type == "cuda":
+    probabilities: list[list[float]] = [[] for _ in texts]
+    for chunk, packed in length_batches(loaded, texts, batch_size):
+        if packed.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(packed)
         else:
