@@ -1,13 +1,13 @@
-"""Class-incremental CLINC150 through ``learners.train.train_candidate``: stage by stage.
+"""Class-incremental stages through ``learners.train.train_candidate``, with no daemon around it.
 
-Why this exists: the default strategy's claim (no forgetting, close to joint
-training) must be reproducible with one command. This script streams a labelled
-dataset in stages of new labels through the same training function the daemon's
-worker runs — each stage a new version continuing from the previous one, with the
-replay buffer the daemon would hand it — and scores every stage on the test texts
-of all labels seen so far. It does not go through Kafka, the database or the gate:
-that is the daemon-level ``lifelong bench continual`` the learning-quality issue
-asks for, not built yet.
+Why this exists: a strategy's accuracy must be reproducible with one command and
+cheaply, without Kafka, a database or the gate in the way. This script streams a
+labelled dataset in stages of new labels through the same training function the
+daemon's worker runs — each stage a new version continuing from the previous one,
+with the replay buffer the daemon would hand it — and scores every stage on the test
+texts of all labels seen so far. ``lifelong bench continual`` (``benchmarks/continual.py``)
+runs the real daemon and uses :func:`learner_stream` and :func:`joint_training` from
+here for its baselines.
 
 Run from the repository root::
 
@@ -20,13 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from benchmarks.datasets import CLINC150, Dataset, DatasetError, Stage, load_dataset, plan_stages
+from benchmarks.scoring import average_incremental, forgetting, score_stage, seen_test
 from learners.buffer import BufferConfig
 from learners.config import StrategyConfig
 from learners.data import Example
@@ -34,67 +37,101 @@ from learners.inference import predict
 from learners.model import load_classifier
 from learners.train import TrainingSpec, train_candidate
 
-__all__ = ["main"]
-
-_DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "clinc150" / "data_full.json"
+__all__ = ["joint_training", "learner_stream", "main"]
 
 
-def _load(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    if not path.is_file():
-        raise SystemExit(f"error: dataset {path} not found (pass --data PATH to CLINC150's data_full.json)")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return [tuple(x) for x in data["train"]], [tuple(x) for x in data["test"]]
+def _predict_labels(model_dir: Path, texts: list[str]) -> list[str]:
+    return list(predict(load_classifier(model_dir), texts).predicted_labels)
 
 
-def run(data: Path, *, strategy: str, tasks: int, per_task: int, seed: int, buffer_fraction: float) -> dict:
-    train, test = _load(data)
-    labels = sorted({label for _, label in train})
-    if tasks * per_task > len(labels):
-        raise SystemExit(f"error: {tasks} x {per_task} labels asked for, the dataset has {len(labels)}")
-    random.Random(seed).shuffle(labels)
-    config = StrategyConfig(name=strategy)
-    stages, parent, replay_pool = [], None, {}
-    with tempfile.TemporaryDirectory() as root:
-        for stage in range(tasks):
-            new = set(labels[stage * per_task:(stage + 1) * per_task])
-            seen = set(labels[:(stage + 1) * per_task])
-            start = len(replay_pool)
-            batch = [Example(start + i, text, label) for i, (text, label) in
-                     enumerate(x for x in train if x[1] in new)]
-            replay_pool.update({e.sample_id: e for e in batch})
-            members = set(parent_members) if parent else set()
-            replay = [replay_pool[i] for i in sorted(members)]
-            size = max(1, int(buffer_fraction * len(replay_pool)))
+def learner_stream(dataset: Dataset, stages: list[Stage], *, strategy: StrategyConfig, buffer: BufferConfig,
+                   base_model: Path | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train stage after stage, each from the previous stage's model, and score each; one row per stage."""
+    rows: list[dict[str, Any]] = []
+    pool: dict[int, Example] = {}
+    parent: Path | None = None
+    members: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as root:
+        for stage in stages:
+            new = set(stage.labels)
+            batch = [Example(len(pool) + i, text, label)
+                     for i, (text, label) in enumerate(p for p in dataset.train if p[1] in new)]
+            pool.update({e.sample_id: e for e in batch})
+            replay = [pool[i] for i in sorted(members)]
             started = time.perf_counter()
             result = train_candidate(TrainingSpec(
-                output_dir=Path(root) / f"v{stage + 1:04d}", train=batch, replay=replay, strategy=config,
-                buffer=BufferConfig(size=size), parent_dir=parent))
+                output_dir=Path(root) / f"v{stage.number:04d}", train=batch, replay=replay, strategy=strategy,
+                buffer=buffer, parent_dir=parent, base_model=base_model))
             seconds = time.perf_counter() - started
-            parent, parent_members = Path(result.output_dir), result.buffer_members
-            scored = [(t, lab) for t, lab in test if lab in seen]
-            got = predict(load_classifier(parent), [t for t, _ in scored]).predicted_labels
-            accuracy = sum(g == lab for g, (_, lab) in zip(got, scored, strict=True)) / len(scored)
-            stages.append({"stage": stage + 1, "labels": len(seen), "accuracy": accuracy,
-                           "train_seconds": round(seconds, 2), "replay": len(replay)})
-            print(f"seed {seed} stage {stage + 1:2d}: {len(seen):3d} labels, accuracy {accuracy:.4f}, "
-                  f"train {seconds:.1f} s, replay {len(replay)}", flush=True)
-    return {"strategy": strategy, "seed": seed, "stages": stages, "final": stages[-1]["accuracy"],
-            "average": statistics.fmean(s["accuracy"] for s in stages)}
+            if result.output_dir is None:
+                raise RuntimeError(f"stage {stage.number} was not trained: {result.reason}")
+            parent, members = Path(result.output_dir), list(result.buffer_members)
+            scored = seen_test(dataset.test, stages, stage.number)
+            score = score_stage(scored, _predict_labels(parent, [t for t, _ in scored]), stages, stage.number)
+            rows.append({"stage": stage.number, "labels": sum(len(s.labels) for s in stages[:stage.number]),
+                         "accuracy": score.accuracy, "groups": score.groups,
+                         "new_labels_recall": score.new_labels_recall, "train_seconds": round(seconds, 2),
+                         "replay": len(replay), "buffer_size": len(members)})
+            if progress:
+                progress(rows[-1])
+    for row, value in zip(rows, forgetting([r["groups"] for r in rows]), strict=True):
+        row["forgetting"] = value
+    return rows
+
+
+def joint_training(dataset: Dataset, stages: list[Stage], *, strategy: StrategyConfig,
+                   base_model: Path | None = None) -> dict[str, Any]:
+    """The upper bound: one model trained from the base on the training data of every stage at once."""
+    labels = {label for stage in stages for label in stage.labels}
+    train = [Example(i, text, label) for i, (text, label) in enumerate(p for p in dataset.train if p[1] in labels)]
+    with tempfile.TemporaryDirectory(prefix="lifelong-bench-joint-") as root:
+        started = time.perf_counter()
+        result = train_candidate(TrainingSpec(output_dir=Path(root) / "joint", train=train, strategy=strategy,
+                                              buffer=BufferConfig(size=0), base_model=base_model))
+        seconds = time.perf_counter() - started
+        if result.output_dir is None:
+            raise RuntimeError(f"joint training did not train: {result.reason}")
+        scored = seen_test(dataset.test, stages, len(stages))
+        score = score_stage(scored, _predict_labels(Path(result.output_dir), [t for t, _ in scored]), stages,
+                            len(stages))
+    return {"labels": len(labels), "accuracy": score.accuracy, "groups": score.groups,
+            "train_seconds": round(seconds, 2), "examples": len(train)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=_DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None, help=f"CLINC150 data_full.json (default {CLINC150})")
+    parser.add_argument("--train", type=Path, default=None, help="training CSV/JSONL with text,label")
+    parser.add_argument("--test", type=Path, default=None, help="test CSV/JSONL with text,label")
     parser.add_argument("--strategy", default="slda")
     parser.add_argument("--tasks", type=int, default=15)
     parser.add_argument("--classes-per-task", type=int, default=10)
+    parser.add_argument("--stage-file", type=Path, default=None, help="JSON list of stages, each a list of labels")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--buffer-fraction", type=float, default=0.03)
     parser.add_argument("--json", type=Path, default=None, help="write the full report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    runs = [run(args.data, strategy=args.strategy, tasks=args.tasks, per_task=args.classes_per_task, seed=seed,
-                buffer_fraction=args.buffer_fraction) for seed in args.seeds]
+    try:
+        dataset = load_dataset(args.data, train=args.train, test=args.test)
+        plans = {seed: plan_stages(dataset, tasks=args.tasks, classes_per_task=args.classes_per_task, seed=seed,
+                                   stage_file=args.stage_file) for seed in args.seeds}
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    strategy = StrategyConfig(name=args.strategy)
+    buffer = BufferConfig(fraction=args.buffer_fraction)
+    runs = []
+    for seed, stages in plans.items():
+        def show(row: dict[str, Any], seed: int = seed) -> None:
+            print(f"seed {seed} stage {row['stage']:2d}: {row['labels']:3d} labels, accuracy {row['accuracy']:.4f}, "
+                  f"train {row['train_seconds']:.1f} s, replay {row['replay']}", flush=True)
+
+        stages_run = learner_stream(dataset, stages, strategy=strategy, buffer=buffer, progress=show)
+        runs.append({"strategy": args.strategy, "seed": seed, "stages": stages_run,
+                     "final": stages_run[-1]["accuracy"],
+                     "average": average_incremental([s["accuracy"] for s in stages_run])})
     finals = [r["final"] for r in runs]
     averages = [r["average"] for r in runs]
     spread = statistics.pstdev(finals) if len(finals) > 1 else 0.0

@@ -27,6 +27,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                 "Predict latency p50/p99, single texts and batches of 32."),
     "learner": ("benchmarks.continual_learner",
                 "Class-incremental stages through the learner (no daemon): accuracy on seen labels per stage."),
+    "continual": ("benchmarks.continual",
+                  "Class-incremental stages through a real `lifelong run` (broker, retrain API, gate, /v1/predict), "
+                  "with naive/replay/joint baselines and freshness."),
 }
 
 bench_app = typer.Typer(

@@ -40,11 +40,13 @@ class EvaluationOutcome:
     new_labels: list[str]
     #: Per old label, how its ``all`` samples changed from production to candidate.
     label_outcomes: dict[str, PairedOutcome] | None = None
+    #: Over the whole ``all`` set: samples lost (the negative flips) and gained.
+    flip_outcome: PairedOutcome | None = None
 
     def gate_input(self) -> GateInput:
         return GateInput(candidate=self.candidate, production=self.production,
                          negative_flip_rate=self.negative_flip_rate, old_labels=self.old_labels,
-                         label_outcomes=self.label_outcomes)
+                         label_outcomes=self.label_outcomes, flip_outcome=self.flip_outcome)
 
     @staticmethod
     def rows(metrics: dict[str, SetMetrics]) -> list[EvaluationRow]:
@@ -154,6 +156,7 @@ def evaluate_models(
     prod = None
     flip_rate = None
     outcomes = None
+    flips = None
     if production is not None:
         prod_pred = _predicted(production, sets["all"], batch_size)
         prod = {name: _set_metrics(name, examples, prod_pred, index) for name, examples in sets.items()}
@@ -162,8 +165,11 @@ def evaluate_models(
             old = [index.get(prod_pred[e.sample_id], len(index)) for e in sets["all"]]
             new = [index.get(cand_pred[e.sample_id], len(index)) for e in sets["all"]]
             flip_rate = negative_flip_rate(y_true, old, new)
+            lost = sum(o == t and n != t for t, o, n in zip(y_true, old, new, strict=True))
+            gained = sum(n == t and o != t for t, o, n in zip(y_true, old, new, strict=True))
+            flips = PairedOutcome(n=len(y_true), lost=lost, gained=gained)
         outcomes = paired_outcomes(sets["all"], prod_pred, cand_pred, labels=production_labels)
     new_labels = sorted(set(candidate.model.labels) - set(production_labels))
     return EvaluationOutcome(candidate=cand, production=prod, negative_flip_rate=flip_rate,
                              old_labels=sorted(production_labels), new_labels=new_labels,
-                             label_outcomes=outcomes)
+                             label_outcomes=outcomes, flip_outcome=flips)

@@ -48,7 +48,13 @@ Why each rule exists
     Samples production got right and the candidate gets wrong hurt the people
     relying on those answers even when overall accuracy is unchanged (new
     mistakes traded for old ones). With a production model the rate must have
-    been measured; ``None`` fails the check as "not measured".
+    been measured; ``None`` fails the check as "not measured". The measured rate
+    is an estimate from the held-out sample, so where the evaluation supplies the
+    flip counts (``flip_outcome``) a rate over ``max_negative_flip_rate`` fails
+    only if it is significantly over: the exact one-sided binomial test of
+    "the true rate is at most the limit" must give ``p < flip_rate_alpha``
+    (default 0.01). Three flips in forty samples (7.5%, p = 0.32 against 5%) are
+    noise; 45% flips, or 90 of 1,400 (6.4%, p = 0.01), are not.
 
 A poisoned candidate, trained on label-flipped data, typically raises no alarm on
 the new labels but shows up twice: its old labels collapse (forgetting) and it
@@ -101,6 +107,7 @@ __all__ = [
     "GatePolicy",
     "PairedOutcome",
     "SetMetrics",
+    "binomial_tail_p",
     "decide",
     "sign_test_p",
 ]
@@ -217,6 +224,36 @@ def sign_test_p(lost: int, gained: int) -> float:
     return sum(math.comb(total, k) for k in range(lost, total + 1)) / 2**total
 
 
+def binomial_tail_p(successes: int, trials: int, rate: float) -> float:
+    """One-sided exact binomial test: P(at least ``successes`` of ``trials`` | each with probability ``rate``).
+
+    The gate's question "is the flip rate significantly above the limit?" with
+    ``rate`` the limit: a small value means so many flips are unlikely at that rate.
+
+    >>> round(binomial_tail_p(3, 40, 0.05), 3)
+    0.323
+    >>> binomial_tail_p(0, 40, 0.05)
+    1.0
+    >>> binomial_tail_p(1, 10, 0.0)
+    0.0
+    """
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got successes={successes}, trials={trials}")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate!r}")
+    if successes == 0:
+        return 1.0
+    if rate == 0.0:
+        return 0.0
+    if rate == 1.0:
+        return 1.0
+    log_p, log_q = math.log(rate), math.log1p(-rate)
+    log_terms = [math.lgamma(trials + 1) - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + k * log_p
+                 + (trials - k) * log_q for k in range(successes, trials + 1)]
+    peak = max(log_terms)
+    return min(1.0, math.exp(peak) * sum(math.exp(t - peak) for t in log_terms))
+
+
 def _copied_sets(sets: Mapping[str, SetMetrics], side: str) -> Mapping[str, SetMetrics]:
     for key, metrics in sets.items():
         if not isinstance(metrics, SetMetrics):
@@ -248,6 +285,10 @@ class GateInput:
         Per old label, the paired outcomes of its samples in the ``all`` set; with
         them a per-label F1 drop must also be significant to fail (see
         ``label_forgetting`` above). ``None``: the F1 drop alone decides.
+    flip_outcome
+        The paired outcomes over the whole ``all`` set (``lost`` are the negative
+        flips); with it a flip rate over the limit must also be significantly over
+        to fail. ``None``: the point estimate alone decides.
 
     Raises
     ------
@@ -263,6 +304,7 @@ class GateInput:
     negative_flip_rate: float | None
     old_labels: Sequence[str]
     label_outcomes: Mapping[str, PairedOutcome] | None = None
+    flip_outcome: PairedOutcome | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidate", _copied_sets(self.candidate, "candidate"))
@@ -284,6 +326,11 @@ class GateInput:
                         f"label_outcomes[{label!r}] must be a PairedOutcome, got {type(outcome).__name__}"
                     )
             object.__setattr__(self, "label_outcomes", dict(self.label_outcomes))
+        if self.flip_outcome is not None:
+            if not isinstance(self.flip_outcome, PairedOutcome):
+                raise TypeError(f"flip_outcome must be a PairedOutcome, got {type(self.flip_outcome).__name__}")
+            if self.production is None:
+                raise ValueError("flip_outcome is given but there is no production model to compare with")
 
 
 class GatePolicy(BaseModel):
@@ -311,6 +358,8 @@ class GatePolicy(BaseModel):
     label_forgetting_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
     #: Highest share of the ``all`` set that production got right and the candidate gets wrong.
     max_negative_flip_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: With flip counts, a flip rate over the limit fails only if the binomial test's p-value is below this.
+    flip_rate_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
     #: The first model (no production) needs only this primary score.
     min_absolute: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Fewest samples in the primary set to promote on at all (first model too).
@@ -520,7 +569,7 @@ def _label_forgetting(
     return checks
 
 
-def _negative_flip_rate(rate: float | None, policy: GatePolicy) -> Check:
+def _negative_flip_rate(rate: float | None, outcome: PairedOutcome | None, policy: GatePolicy) -> Check:
     limit = policy.max_negative_flip_rate
     if rate is None:
         return Check(
@@ -530,13 +579,17 @@ def _negative_flip_rate(rate: float | None, policy: GatePolicy) -> Check:
             threshold=limit,
             detail=f"negative flip rate not measured (need <= {limit:.3f} against production)",
         )
-    return Check(
-        name="negative_flip_rate",
-        passed=_at_most(rate, limit),
-        value=rate,
-        threshold=limit,
-        detail=f"negative flip rate on all: {rate:.3f} (allowed <= {limit:.3f})",
-    )
+    passed = _at_most(rate, limit)
+    detail = f"negative flip rate on all: {rate:.3f} (allowed <= {limit:.3f})"
+    if outcome is not None and not passed:
+        p_value = binomial_tail_p(outcome.lost, outcome.n, limit)
+        significant = p_value < policy.flip_rate_alpha
+        passed = not significant
+        detail += (
+            f"; {outcome.lost} of {outcome.n} answers lost, binomial test of rate <= {limit:g}:"
+            f" p={p_value:.3g} ({'significant' if significant else 'not significant'} at {policy.flip_rate_alpha:g})"
+        )
+    return Check(name="negative_flip_rate", passed=passed, value=rate, threshold=limit, detail=detail)
 
 
 def _summary(checks: Sequence[Check]) -> str:
@@ -574,5 +627,5 @@ def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
         checks.append(_old_label_forgetting(gate_input.candidate, production, policy))
         checks.extend(_label_forgetting(gate_input.candidate, production, gate_input.old_labels,
                                         gate_input.label_outcomes, policy))
-        checks.append(_negative_flip_rate(gate_input.negative_flip_rate, policy))
+        checks.append(_negative_flip_rate(gate_input.negative_flip_rate, gate_input.flip_outcome, policy))
     return Decision(promote=all(check.passed for check in checks), checks=tuple(checks), summary=_summary(checks))

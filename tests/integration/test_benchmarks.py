@@ -118,3 +118,92 @@ def test_learner_benchmark_refuses_more_labels_than_exist(tmp_path: Path) -> Non
     result = bench("learner", "--data", str(data), "--tasks", "3", "--classes-per-task", "2")
     assert result.returncode == 1
     assert "error: 3 x 2 labels asked for, the dataset has 2" in result.stderr
+
+
+def _tiny_stream(tmp_path: Path) -> list[str]:
+    """A tiny BERT, six synthetic intents as train JSONL and test CSV, and a config the baselines can learn with."""
+    from tests.tiny_model import build_tiny_bert, synthetic_examples
+
+    labels = [f"intent{i}" for i in range(6)]
+    model = build_tiny_bert(tmp_path / "tiny", labels)
+    train = synthetic_examples(labels, 40, seed=1)
+    test = synthetic_examples(labels, 15, seed=2)
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in train), encoding="utf-8")
+    (tmp_path / "test.csv").write_text("text,label\n" + "".join(f"{e.text},{e.label}\n" for e in test),
+                                       encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("training:\n  strategy:\n    learning_rate: 0.003\n    epochs: 8\n",
+                                          encoding="utf-8")
+    return ["--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.csv"), "--tasks", "3",
+            "--classes-per-task", "2", "--base-model", str(model), "--config", str(tmp_path / "config.yaml")]
+
+
+def test_continual_benchmark_runs_the_real_daemon_and_reports_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = bench("continual", *_tiny_stream(tmp_path), "--freshness-recall", "0.5", "--stage-timeout-s", "120",
+                   "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stage 3/3: 6 labels, 80 records" in result.stdout  # progress while it runs
+    report = json.loads((out / "continual.json").read_text())
+    daemon = report["daemon"]
+    stages = daemon["stages"]
+    assert [s["stage"] for s in stages] == [1, 2, 3] and [s["labels"] for s in stages] == [2, 4, 6]
+    assert [len(s["new_labels"]) for s in stages] == [2, 2, 2] and all(s["records_sent"] == 80 for s in stages)
+    assert stages[-1]["samples"]["total"] == 240  # every record stored, none dead-lettered
+    for s in stages:
+        assert 0.0 <= s["accuracy"] <= 1.0 and 0.0 <= s["new_labels_recall"] <= 1.0
+        assert s["decision"] in ("promoted", "rejected") and s["checks"], s
+        assert s["run"]["status"] == "succeeded" and s["seconds"]["total"] > 0
+        assert len(s["groups"]) == s["stage"]
+    assert stages[0]["decision"] == "promoted" and stages[0]["forgetting"] is None
+    assert all(isinstance(s["forgetting"], float) for s in stages[1:])
+    assert daemon["final"] == stages[-1]["accuracy"]
+    assert daemon["average"] == pytest.approx(sum(s["accuracy"] for s in stages) / 3)
+    assert daemon["promoted"] == sum(s["decision"] == "promoted" for s in stages)
+    baselines = report["baselines"]
+    assert [len(baselines[name]["stages"]) for name in ("naive", "replay")] == [3, 3]
+    assert baselines["joint"]["labels"] == 6
+    assert baselines["joint"]["accuracy"] >= baselines["naive"]["final"]  # the bounds are the right way round
+    freshness = report["freshness"]
+    assert [f["stage"] for f in freshness["stages"]] == [1, 2]
+    assert freshness["stages"][0]["seconds"] is not None and freshness["stages"][0]["seconds"] > 0
+    table = (out / "continual.md").read_text()
+    assert "| stage | labels | slda (daemon) |" in table and "| joint (upper bound) |" in table
+    assert f"| 3 | 6 | {100 * stages[-1]['accuracy']:.1f} |" in table
+    assert (out / "continual.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "daemon.log").read_text().rstrip().endswith("lifelong stopped")  # stopped, not left behind
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--data", "missing.json"], "error: dataset missing.json not found"),
+    (["--tasks", "4"], "error: 4 x 2 labels asked for, the dataset has 6"),
+    (["--freshness-recall", "2"], "error: --freshness-recall must be in (0, 1], got 2.0"),
+])
+def test_continual_benchmark_bad_input_is_one_line_before_anything_starts(
+        tmp_path: Path, extra: list[str], message: str) -> None:
+    args = _tiny_stream(tmp_path)
+    if extra[0] == "--data":
+        args = args[args.index("--tasks"):]
+    result = bench("continual", *args, *extra, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_continual_benchmark_csv_without_a_label_column_is_refused(tmp_path: Path) -> None:
+    args = _tiny_stream(tmp_path)
+    (tmp_path / "test.csv").write_text("text,intent\nhello,intent0\n", encoding="utf-8")
+    result = bench("continual", *args, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "test.csv: the CSV header lacks column(s) ['label'] (need text,label)" in result.stderr
+
+
+def test_continual_benchmark_says_why_the_daemon_did_not_start_and_stops_the_broker(tmp_path: Path) -> None:
+    args = _tiny_stream(tmp_path)
+    (tmp_path / "config.yaml").write_text("api:\n  host: 203.0.113.1\n", encoding="utf-8")  # not this machine's
+    result = bench("continual", *args, "--baselines", "none", "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: the daemon exited (1) while starting: error: API server did "
+                                            "not start on 203.0.113.1")
+    assert "stage 1/3" not in result.stdout  # nothing was sent
+    assert not (tmp_path / "out" / "continual.json").exists()

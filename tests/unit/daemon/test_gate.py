@@ -335,7 +335,8 @@ class TestGatePolicy:
         assert GatePolicy().model_dump() == {
             "primary_metric": "macro_f1", "primary_set": "all", "min_improvement": 0.0, "max_forgetting": 0.05,
             "max_label_forgetting": 0.25, "min_label_support": 10, "label_forgetting_alpha": 0.01,
-            "max_negative_flip_rate": 0.05, "min_absolute": 0.5, "min_eval_samples": 1,
+            "max_negative_flip_rate": 0.05, "flip_rate_alpha": 0.01, "min_absolute": 0.5,
+            "min_eval_samples": 1,
         }
 
     def test_gate_policy_rejects_unknown_keys(self) -> None:
@@ -608,3 +609,93 @@ class TestGateOnALongStream:
         assert honest_new == len(stages)  # every honest stage promoted
         assert honest_old <= len(stages) - 3  # the F1-drop-only gate stalls several (6 of 14 with this seed)
         assert caught == len(stages)
+
+
+class TestBinomialTail:
+    @pytest.mark.parametrize(("k", "n", "rate"), [(3, 40, 0.05), (1, 1, 0.5), (5, 12, 0.3), (12, 12, 0.9),
+                                                  (90, 1400, 0.05)])
+    def test_binomial_tail_matches_the_sum_of_terms(self, k: int, n: int, rate: float) -> None:
+        import math
+        from fractions import Fraction
+
+        from daemon.gate import binomial_tail_p
+
+        r = Fraction(str(rate))
+        exact = sum(math.comb(n, j) * r**j * (1 - r) ** (n - j) for j in range(k, n + 1))
+        assert binomial_tail_p(k, n, rate) == pytest.approx(float(exact), rel=1e-9)
+
+    def test_binomial_tail_edges(self) -> None:
+        from daemon.gate import binomial_tail_p
+
+        assert binomial_tail_p(0, 0, 0.05) == 1.0
+        assert binomial_tail_p(2, 10, 0.0) == 0.0
+        assert binomial_tail_p(10, 10, 1.0) == 1.0
+
+    @pytest.mark.parametrize(("k", "n", "rate"), [(5, 4, 0.1), (-1, 4, 0.1), (1, 4, 1.5), (1, 4, -0.1)])
+    def test_binomial_tail_refuses_impossible_counts(self, k: int, n: int, rate: float) -> None:
+        from daemon.gate import binomial_tail_p
+
+        with pytest.raises(ValueError):
+            binomial_tail_p(k, n, rate)
+
+
+class TestDecideFlipRateSignificance:
+    """A flip rate over the limit fails only when the flips are significantly more than the limit allows."""
+
+    @staticmethod
+    def _flips(lost: int, n: int, gained: int = 0) -> GateInput:
+        from daemon.gate import PairedOutcome
+
+        sets = _sets(_set("all", 0.9))
+        return GateInput(candidate=sets, production=sets, negative_flip_rate=lost / n, old_labels=(),
+                         flip_outcome=PairedOutcome(n=n, lost=lost, gained=gained))
+
+    def test_three_flips_in_forty_samples_is_noise(self) -> None:
+        check = decide(self._flips(3, 40, gained=2), GatePolicy()).checks[-1]
+        assert check.name == "negative_flip_rate" and check.passed
+        assert check.value == pytest.approx(0.075)
+        assert check.detail == ("negative flip rate on all: 0.075 (allowed <= 0.050); 3 of 40 answers lost, "
+                                "binomial test of rate <= 0.05: p=0.323 (not significant at 0.01)")
+
+    def test_the_same_rate_without_counts_still_fails_on_the_point_estimate(self) -> None:
+        sets = _sets(_set("all", 0.9))
+        decision = decide(GateInput(candidate=sets, production=sets, negative_flip_rate=0.075, old_labels=()),
+                          GatePolicy())
+        assert decision.summary == "reject: negative_flip_rate failed"
+
+    @pytest.mark.parametrize(("lost", "n"), [(90, 200), (100, 1400), (6, 20)])
+    def test_many_flips_are_rejected(self, lost: int, n: int) -> None:
+        decision = decide(self._flips(lost, n), GatePolicy())
+        assert decision.summary == "reject: negative_flip_rate failed"
+        assert "(significant at 0.01)" in decision.checks[-1].detail
+
+    def test_rate_under_the_limit_needs_no_test(self) -> None:
+        check = decide(self._flips(1, 100), GatePolicy()).checks[-1]
+        assert check.passed and check.detail == "negative flip rate on all: 0.010 (allowed <= 0.050)"
+
+    def test_alpha_sets_how_sure_the_gate_must_be(self) -> None:
+        # 14 flips in 140 samples (10%): p = 0.0107 against a true rate of 5%.
+        assert decide(self._flips(14, 140), GatePolicy()).promote
+        assert not decide(self._flips(14, 140), GatePolicy(flip_rate_alpha=0.05)).promote
+
+    def test_flip_outcome_needs_production(self) -> None:
+        from daemon.gate import PairedOutcome
+
+        with pytest.raises(ValueError, match="^flip_outcome is given but there is no production model"):
+            GateInput(candidate=_sets(_set("all", 0.5)), production=None, negative_flip_rate=None, old_labels=(),
+                      flip_outcome=PairedOutcome(10, 1, 0))
+
+    def test_a_stream_of_honest_candidates_passes_and_a_flipping_one_never_does(self) -> None:
+        """14 stages, 10 held-out samples per label: honest candidates flip 4% of answers, a bad one 20%."""
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        point_estimate_rejections, honest_promoted, bad_rejected = 0, 0, 0
+        for stage in range(2, 16):
+            n = 100 * (stage - 1)
+            honest = int(rng.binomial(n, 0.04))
+            point_estimate_rejections += honest / n > 0.05
+            honest_promoted += decide(self._flips(honest, n), GatePolicy()).promote
+            bad_rejected += not decide(self._flips(int(rng.binomial(n, 0.20)), n), GatePolicy()).promote
+        assert honest_promoted == 14 and bad_rejected == 14
+        assert point_estimate_rejections == 2  # what the point estimate alone stalls with this seed
