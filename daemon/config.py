@@ -231,6 +231,10 @@ class TrainingSettings(_Section):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     min_samples_per_label: int = Field(default=5, ge=1)
+    #: After the gate rejects a candidate for forgetting old labels, the next retrain from
+    #: the same production model replays up to this many stored training samples of each
+    #: of those labels on top of the buffer (strategies with replay; 0 turns it off).
+    regressed_replay_per_label: int = Field(default=50, ge=0, le=100_000)
     timeout_s: float = Field(default=3600.0, gt=0)
     #: "cpu", "cuda", "cuda:1"; unset picks CUDA when present.
     device: str | None = None

@@ -31,6 +31,8 @@ from daemon.events import EventPublisher, OrderedEvents, PublishError
 from daemon.gate import Decision, decide
 from daemon.metrics import Metrics
 from daemon.predictor import LoadedVersion, Predictor
+from daemon.rejection import advice, regressed_labels
+from learners.config import STRATEGY_COMPONENTS
 from learners.data import Example
 from learners.errors import LearnerError, TrainingFailed
 from learners.model import load_classifier
@@ -40,7 +42,7 @@ from learners.worker import TrainingWorker, remove_partial_outputs
 from storage import registry
 from storage.artifacts import ArtifactError, ArtifactStore
 from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun
-from storage.samples import examples_by_ids, heldout_examples, training_examples
+from storage.samples import examples_by_ids, heldout_examples, recent_training_examples, training_examples
 
 __all__ = ["ActionRefused", "Lifecycle", "TrainerLease", "UnknownVersion"]
 
@@ -193,10 +195,13 @@ class Lifecycle:
         try:
             started = time.perf_counter()
             parent, train, replay, up_to = self._snapshot()
+            regressed, extra = self._regressed_replay(parent, replay, up_to)
+            replay = [*replay, *extra]
             with Session(self.engine) as session:
                 registry.set_run_fields(session, run_id=run_id, parent_version=parent.name if parent else None,
                                         train_examples=len(train), replay_examples=len(replay), data_up_to=up_to)
-            clock.record("snapshot", started, train=len(train), replay=len(replay), up_to_sample=up_to)
+            clock.record("snapshot", started, train=len(train), replay=len(replay), up_to_sample=up_to,
+                         **({"regressed_labels": regressed, "regressed_replay": len(extra)} if regressed else {}))
             if not train:
                 return self._finish(run_id, "skipped", error_reason="no_new_data")
             if self._stopping():
@@ -275,7 +280,7 @@ class Lifecycle:
 
             started = time.perf_counter()
             try:
-                outcome_name = self._apply(version, decision, run_id)
+                outcome_name = self._apply(version, decision, run_id, new_labels=outcome.new_labels)
             except registry.LeaseLost as exc:
                 clock.record("decide", started, status="failed", reason="lease_lost")
                 self._cancel_reason = str(exc)
@@ -311,6 +316,35 @@ class Lifecycle:
             replay = [Example(*row) for row in examples_by_ids(session, parent.buffer_members)] if parent else []
         return parent, train, replay, up_to
 
+    def _regressed_replay(self, parent: ModelVersion | None, replay: list[Example],
+                          up_to: int) -> tuple[list[str], list[Example]]:
+        """After a rejection for forgetting, the regressed labels and extra replay of their stored samples.
+
+        Only when the last candidate trained from this same production model was
+        rejected with failed ``label_forgetting:<label>`` checks, and the strategy replays;
+        otherwise the retrain would repeat the rejected one on the same data.
+        """
+        per_label = self.settings.training.regressed_replay_per_label
+        if parent is None or per_label == 0 or "replay" not in STRATEGY_COMPONENTS[self.settings.training.strategy.name]:
+            return [], []
+        with Session(self.engine) as session:
+            child = registry.latest_child(session, parent.name)
+            decisions = registry.latest_decisions(session, version=child.name, limit=1) if child else []
+            if not decisions or decisions[0].outcome != "rejected":
+                return [], []
+            checks = decisions[0].checks
+            labels = regressed_labels(checks)
+            if not labels and any(c["name"] == "old_label_forgetting" and not c["passed"] for c in checks):
+                labels = sorted(parent.labels)  # no label named (each below min_label_support): all old ones
+            if not labels:
+                return [], []
+            have = {e.sample_id for e in replay}
+            extra = [Example(*row) for row in recent_training_examples(session, labels=labels, per_label=per_label,
+                                                                     up_to_id=up_to) if row.sample_id not in have]
+        logger.info("candidate %s forgot %s: this retrain replays %d more of their samples", child.name if child
+                    else "?", ", ".join(labels), len(extra))
+        return labels, extra
+
     def _evaluate(self, candidate_dir: Any, parent: ModelVersion | None, up_to: int) -> EvaluationOutcome:
         candidate = load_classifier(candidate_dir)
         production = None
@@ -324,13 +358,15 @@ class Lifecycle:
         return evaluate_models(candidate, production, heldout, recent_window=evaluation.recent_window,
                                batch_size=evaluation.batch_size)
 
-    def _apply(self, version: str, decision: Decision, run_id: int) -> str:
+    def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str]) -> str:
         checks = decision.to_dict()["checks"]
         if not decision.promote:
+            replays = "replay" in STRATEGY_COMPONENTS[self.settings.training.strategy.name]
+            reason = f"{decision.summary}. {advice(decision, version=version, new_labels=new_labels, replays=replays)}"
             with Session(self.engine) as session:
                 registry.record_decision(session, candidate=version, outcome="rejected", run_id=run_id, checks=checks,
-                                         reason=decision.summary)
-            logger.info("candidate %s rejected: %s", version, decision.summary)
+                                         reason=reason)
+            logger.info("candidate %s rejected: %s", version, reason)
             return "rejected"
         prepared = self.predictor.prepare(version)
         with self._moving:

@@ -8,7 +8,14 @@ seconds to import.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
+
+# Avalanche imports qpsolvers for GEM, a strategy lifelong does not use; without a QP
+# solver installed it warns "no QP solver found" in every process that trains (each
+# training worker), which a user cannot act on. Installed here, before any submodule
+# imports Avalanche, so the filter is in place in the worker processes too.
+warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
 
 #: Public name -> the submodule that defines it.
 _EXPORTS: dict[str, str] = {

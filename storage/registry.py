@@ -43,6 +43,7 @@ __all__ = [
     "last_run",
     "last_snapshot_watermark",
     "last_success_time",
+    "latest_child",
     "latest_decisions",
     "list_runs",
     "list_versions",
@@ -163,6 +164,12 @@ def get_version(session: Session, name: str) -> ModelVersion | None:
 
 def list_versions(session: Session) -> list[ModelVersion]:
     return list(session.execute(select(ModelVersion).order_by(ModelVersion.name)).scalars())
+
+
+def latest_child(session: Session, parent: str) -> ModelVersion | None:
+    """The newest version trained from ``parent`` (the last candidate the gate saw against it)."""
+    query = select(ModelVersion).where(ModelVersion.parent == parent).order_by(ModelVersion.name.desc()).limit(1)  # type: ignore[arg-type,attr-defined]
+    return session.execute(query).scalars().first()
 
 
 def record_evaluations(session: Session, *, run_id: int | None, version: str, rows: Iterable[EvaluationRow]) -> int:

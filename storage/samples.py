@@ -10,7 +10,8 @@ from sqlmodel import Session
 
 from storage.models import Label, Sample
 
-__all__ = ["StoredExample", "count_training_after", "examples_by_ids", "heldout_examples", "training_examples"]
+__all__ = ["StoredExample", "count_training_after", "examples_by_ids", "heldout_examples", "recent_training_examples",
+           "training_examples"]
 
 _IN_CHUNK = 500
 
@@ -31,6 +32,19 @@ def training_examples(session: Session, *, after_id: int, up_to_id: int | None =
     if up_to_id is not None:
         query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
     return [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]
+
+
+def recent_training_examples(session: Session, *, labels: Collection[str], per_label: int,
+                             up_to_id: int | None = None) -> list[StoredExample]:
+    """Up to ``per_label`` of the newest training samples of each of ``labels`` (ids ``<= up_to_id``), in id order."""
+    found: list[StoredExample] = []
+    for label in sorted(set(labels)):
+        query = _select().where(Sample.held_out.is_(False), Label.name == label)  # type: ignore[attr-defined,union-attr]
+        if up_to_id is not None:
+            query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
+        rows = session.execute(query.order_by(Sample.id.desc()).limit(per_label))  # type: ignore[union-attr]
+        found.extend(StoredExample(*row) for row in rows)  # type: ignore[arg-type]
+    return sorted(found)
 
 
 def count_training_after(session: Session, *, after_id: int) -> int:

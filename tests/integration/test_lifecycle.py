@@ -144,6 +144,44 @@ class TestGateDecisions:
         new_label_f1 = json.dumps(decision.checks)
         assert "old_labels" in new_label_f1
 
+    def test_after_a_rejection_for_forgetting_the_next_retrain_replays_what_regressed_and_passes(
+        self, broker, topic, sqlite_url, tmp_path, tiny_bert
+    ) -> None:
+        # A 3-sample buffer is too small to keep stage 1's labels: the first stage-2 candidate forgets them.
+        settings = settings_for(broker, topic, sqlite_url, tmp_path, training={
+            "base_model": str(tiny_bert), "buffer": {"size": 3},
+            "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24},
+        })
+        count = _ingest(broker, topic, settings, _stage(STAGE1, 50, seed=1), already=0)
+        lifecycle = _lifecycle(settings)
+        assert lifecycle.run_cycle(trigger="manual").outcome == "promoted"
+        _ingest(broker, topic, settings, _stage(STAGE2, 50, seed=2), already=count)
+        rejected = lifecycle.run_cycle(trigger="manual")
+        assert (rejected.outcome, rejected.replay_examples) == ("rejected", 3)
+        with Session(lifecycle.engine) as session:
+            decision = registry.latest_decisions(session, version="v0002")[0]
+        failed = {c["name"] for c in decision.checks if not c["passed"]}
+        # Six held-out samples per label: too few for per-label checks, so the set-level check catches it.
+        assert "old_label_forgetting" in failed and not any(name.startswith("label_forgetting:") for name in failed)
+        assert decision.reason.startswith("reject: ")
+        assert "The new labels c3, c4, c5 stay unserved until a candidate passes." in decision.reason
+        assert "the next retrain replays the stored training samples of every old label" in decision.reason
+        assert "lifelong models promote v0002 --reason" in decision.reason
+
+        # No new data: the next retrain starts from the same production model on the same
+        # stage-2 samples, but replays the regressed labels' stored samples, and passes.
+        retried = lifecycle.run_cycle(trigger="manual")
+        snapshot = next(step for step in retried.steps if step["step"] == "snapshot")
+        regressed = snapshot["regressed_labels"]
+        assert regressed == STAGE1
+        # 50 samples per label, some held out; buffer members are not replayed twice.
+        assert 40 * len(regressed) <= snapshot["regressed_replay"] <= 50 * len(regressed)
+        assert retried.replay_examples == 3 + snapshot["regressed_replay"]
+        with Session(lifecycle.engine) as session:
+            second = registry.latest_decisions(session, version="v0003")[0]
+        assert (retried.outcome, lifecycle.predictor.version) == ("promoted", "v0003"), (regressed, snapshot, [
+            c["detail"] for c in second.checks])
+
     def test_candidate_trained_on_label_flipped_data_is_rejected(
         self, broker, topic, sqlite_url, tmp_path, tiny_bert
     ) -> None:

@@ -102,3 +102,4 @@ class TestSldaTraining:
         old = [e for e in test if e.label in LABELS[:3]]
         old_got = predict(load_classifier(Path(v2.output_dir)), [e.text for e in old]).predicted_labels
         assert sum(g == e.label for g, e in zip(old_got, old, strict=True)) / len(old) >= 0.6, accuracy
+

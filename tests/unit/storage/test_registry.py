@@ -186,3 +186,13 @@ class TestConcurrentMoves:
         for before, after in zip(decisions, decisions[1:], strict=False):
             assert after.production_before == before.candidate, (before, after)
         assert production == decisions[-1].candidate
+
+
+class TestLatestChild:
+    def test_latest_child_is_the_newest_version_trained_from_a_parent(self, session: Session) -> None:
+        for name, parent in [("v0001", None), ("v0002", "v0001"), ("v0003", "v0001"), ("v0004", "v0003")]:
+            registry.record_version(session, ModelVersion(name=name, parent=parent, strategy="replay",
+                                                          artifact_path=f"/m/{name}", checksum="0" * 64))
+        assert registry.latest_child(session, "v0001").name == "v0003"
+        assert registry.latest_child(session, "v0003").name == "v0004"
+        assert registry.latest_child(session, "v0004") is None
