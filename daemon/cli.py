@@ -125,6 +125,7 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Delete the work directory's database and models first.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per stage.")] = False,
     train: Annotated[bool, typer.Option(help="Retrain after each stage (--no-train: ingest only).")] = True,
+    baseline: Annotated[bool, typer.Option(help="Also fine-tune a naive model per stage and compare.")] = True,
 ) -> None:
     """Run everything embedded, stream a sample dataset in stages and retrain after each."""
     from daemon.demo import run_demo, write_demo_report
@@ -165,11 +166,15 @@ def demo(
             retrained = info.get("retrain")
             if retrained:
                 _print_retrain(retrained)
+            held = info.get("held_out_accuracy")
+            if held:
+                _console.print(f"  on every held-out sample so far: served model {_score(held['served'])}, "
+                               f"naive fine-tuning {_score(held['naive'])}")
             _console.print(f"  ({info['seconds']}s)")
 
         summary = run_demo(
             settings, data=data, stages=2 if quick else stages, include_bad_records=data is None, report=report,
-            train=train,
+            train=train, baseline=baseline,
         )
         report_path = write_demo_report(workdir, stage_rows)
         if not as_json:
@@ -179,22 +184,23 @@ def demo(
             _console.print(f"database: {settings.database_url}  (inspect with: lifelong status)")
 
 
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_stage_table(rows: list[dict[str, Any]]) -> None:
     # Narrow on purpose: it must stay readable in an 80-column terminal or a CI log.
-    table = Table("stage", "new", "samples", "version", "acc", "F1", "prod", "decision", "s", box=box.SIMPLE,
-                  title="demo summary", caption="new: new labels; acc, F1: candidate's held-out accuracy and "
-                  "macro-F1 on all labels; prod: production's accuracy before; s: seconds")
+    table = Table("stage", "new", "samples", "version", "decision", "served", "naive", "s", box=box.SIMPLE,
+                  title="demo summary",
+                  caption="new: new labels; served, naive: accuracy on every held-out sample so far of the "
+                  "served model and of naive fine-tuning (each stage from the last, new data only); s: seconds")
     for row in rows:
-        retrained = row.get("retrain") or {}
-        run = retrained.get("run") or {}
-        evaluation = retrained.get("candidate") or {}
-        cand = (evaluation.get("candidate") or {}).get("all") or {}
-        prod = (evaluation.get("production") or {}).get("all") or {}
+        run = (row.get("retrain") or {}).get("run") or {}
+        held = row.get("held_out_accuracy") or {}
         table.add_row(row["stage"].removeprefix("stage "), str(len(row["new_labels"])),
                       str(row["status"]["samples"]["total"]), run.get("candidate_version") or "-",
-                      f"{cand['accuracy']:.3f}" if cand else "-", f"{cand['macro_f1']:.3f}" if cand else "-",
-                      f"{prod['accuracy']:.3f}" if prod else "-",
-                      str(run.get("outcome") or run.get("status") or "not trained"), f"{row['seconds']:.0f}")
+                      str(run.get("outcome") or run.get("status") or "not trained"),
+                      _score(held.get("served")), _score(held.get("naive")), f"{row['seconds']:.0f}")
     _console.print(table)
 
 

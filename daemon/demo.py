@@ -4,12 +4,19 @@ Each stage brings labels the daemon has not seen. The demo waits until everythin
 sent is stored, asks the daemon to retrain (the same single-flight path as
 ``POST /v1/retrain``), and reports what arrived, the candidate's and production's
 held-out metrics, and the gate's decision with its reasons.
+
+Beside it the demo fine-tunes a ``naive`` model the way a plain training script
+would (each stage from the last, on the new stage's data only) and scores both the
+served model and that naive one on the same held-out samples of every label seen so
+far: the naive line falls stage after stage as it forgets, the served model's holds.
+That contrast is what lifelong is for.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +124,49 @@ def _retrain(daemon: Daemon) -> dict[str, object]:
             "production": daemon.predictor.version}
 
 
+class _NaiveBaseline:
+    """Plain fine-tuning stage by stage on new data only, scored beside the served model."""
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.parent: Path | None = None
+        self.after_id = 0
+
+    def step(self, daemon: Daemon, stage: int) -> dict[str, float | None]:
+        from learners.buffer import BufferConfig
+        from learners.data import Example
+        from learners.inference import predict
+        from learners.model import load_classifier
+        from learners.train import TrainingSpec, train_candidate
+        from storage.samples import heldout_examples, training_examples
+
+        engine = daemon.engine
+        if engine is None:  # pragma: no cover - the daemon is started
+            raise RuntimeError("daemon not started")
+        with Session(engine) as session:
+            new = [Example(*row) for row in training_examples(session, after_id=self.after_id)]
+            heldout = heldout_examples(session)
+        if new:
+            self.after_id = max(e.sample_id for e in new)
+            training = self.settings.training
+            result = train_candidate(TrainingSpec(
+                output_dir=self.root / f"naive-{stage}", train=new, buffer=BufferConfig(size=0),
+                strategy=training.strategy.model_copy(update={"name": "naive"}), parent_dir=self.parent,
+                base_model=training.base_model, torch_threads=training.torch_threads))
+            if result.output_dir is not None:
+                self.parent = Path(result.output_dir)
+        texts, truth = [e.text for e in heldout], [e.label for e in heldout]
+        scores: dict[str, float | None] = {"naive": None, "served": None}
+        if self.parent is not None and texts:
+            got = predict(load_classifier(self.parent), texts).predicted_labels
+            scores["naive"] = sum(g == t for g, t in zip(got, truth, strict=True)) / len(texts)
+        if daemon.predictor.version is not None and texts:
+            got = daemon.predictor.predict(texts).labels
+            scores["served"] = sum(g == t for g, t in zip(got, truth, strict=True)) / len(texts)
+        return scores
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -125,19 +175,25 @@ def run_demo(
     include_bad_records: bool,
     report: Callable[[str, IngestSummary, dict[str, object]], None],
     train: bool = True,
+    baseline: bool = True,
     timeout_s: float = 120.0,
 ) -> IngestSummary:
-    """Start a daemon, stream ``data`` in ``stages``, retrain after each, call ``report``."""
+    """Start a daemon, stream ``data`` in ``stages``, retrain after each, call ``report``.
+
+    With ``baseline`` (and ``train``), each stage also reports ``held_out_accuracy``: the
+    served model's and a naive fine-tuned model's accuracy on every held-out sample so far.
+    """
     planned = plan_stages(data or bundled_sample(), stages)
     if include_bad_records:
         bad = list(read_values(_bundled_bad_records()))
         planned[0] = DemoStage(planned[0].name, planned[0].labels, bad + planned[0].values)
     daemon = Daemon(settings).start()
+    naive = _NaiveBaseline(settings, settings.data_dir / "demo-naive") if train and baseline else None
     try:
         kafka = daemon.settings.kafka
         sent_total = 0
         summary: IngestSummary | None = None
-        for stage in planned:
+        for number, stage in enumerate(planned, start=1):
             started = time.monotonic()
             sent_total += produce_values(
                 iter(stage.values),
@@ -151,6 +207,8 @@ def run_demo(
             info: dict[str, object] = {"sent": len(stage.values), "new_labels": stage.labels, "api": daemon.api_url}
             if train:
                 info["retrain"] = _retrain(daemon)
+            if naive is not None:
+                info["held_out_accuracy"] = naive.step(daemon, number)
             info["seconds"] = round(time.monotonic() - started, 2)
             report(stage.name, summary, info)
         if summary is None:  # pragma: no cover - plan_stages returns at least one stage
@@ -158,6 +216,8 @@ def run_demo(
         return summary
     finally:
         daemon.stop()
+        if naive is not None:
+            shutil.rmtree(naive.root, ignore_errors=True)
 
 
 def _all_set(retrained: dict[str, Any] | None, side: str) -> dict[str, Any]:
@@ -172,43 +232,55 @@ def write_demo_report(workdir: Path, stages: list[dict[str, Any]]) -> Path:
         "# lifelong demo",
         "",
         "| stage | new labels | samples (train / held-out) | candidate | accuracy | macro-F1 | production before "
-        "| outcome | serving | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| outcome | serving | served model, all held-out | naive fine-tuning | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     accuracy: list[float | None] = []
+    served: list[float | None] = []
+    naive: list[float | None] = []
     for row in stages:
         retrained = row.get("retrain") or {}
         run = retrained.get("run") or {}
         cand, prod = _all_set(retrained, "candidate"), _all_set(retrained, "production")
+        held = row.get("held_out_accuracy") or {}
         samples = row["status"]["samples"]
         lines.append(
             f"| {row['stage']} | {len(row['new_labels'])} | {samples['train']} / {samples['held_out']} "
             f"| {run.get('candidate_version') or '-'} | {cand.get('accuracy', float('nan')):.3f} "
             f"| {cand.get('macro_f1', float('nan')):.3f} | {prod.get('accuracy', float('nan')):.3f} "
             f"| {run.get('outcome') or run.get('status') or 'not trained'} | {retrained.get('production') or '-'} "
-            f"| {row['seconds']} |"
+            f"| {_fmt(held.get('served'))} | {_fmt(held.get('naive'))} | {row['seconds']} |"
         )
         accuracy.append(cand.get("accuracy"))
+        served.append(held.get("served"))
+        naive.append(held.get("naive"))
         checks = ((retrained.get("gate") or {}).get("checks")) or []
         if checks:
             lines.append("| | " + "<br>".join(("ok " if c["passed"] else "FAIL ") + c["detail"] for c in checks)
-                         + " | | | | | | | | |")
+                         + " | | | | | | | | | | |")
     path = workdir / "demo-report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _chart(path.with_suffix(".png"), [row["stage"] for row in stages], accuracy)
+    _chart(path.with_suffix(".png"), [row["stage"] for row in stages],
+           {"candidate, all held-out labels": accuracy, "served model, all held-out labels": served,
+            "naive fine-tuning (no replay), same samples": naive})
     return path
 
 
-def _chart(path: Path, stages: list[str], accuracy: list[float | None]) -> None:
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _chart(path: Path, stages: list[str], lines: dict[str, list[float | None]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    points = [(i, a) for i, a in enumerate(accuracy) if a is not None]
-    if points:
-        axis.plot([i for i, _ in points], [a for _, a in points], marker="o", label="candidate, all held-out labels")
+    for (label, values), style in zip(lines.items(), ("o:", "o-", "s--"), strict=False):
+        points = [(i, a) for i, a in enumerate(values) if a is not None]
+        if points:
+            axis.plot([i for i, _ in points], [a for _, a in points], style, label=label)
     axis.set_xticks(range(len(stages)), stages)
     axis.set_ylim(0, 1)
     axis.set_ylabel("held-out accuracy")

@@ -151,8 +151,12 @@ class TestDemo:
         assert second["run"]["candidate_version"] == "v0002"
         assert second["run"]["outcome"] in ("promoted", "rejected")
         assert [c["name"] for c in second["gate"]["checks"]][:2] == ["eval_samples", "primary_improvement"]
+        # The naive baseline forgets stage 1 (it trains on stage 2 alone); the served model keeps it.
+        held = [s["held_out_accuracy"] for s in stages]
+        assert all(0.0 <= h["served"] <= 1.0 and 0.0 <= h["naive"] <= 1.0 for h in held)
+        assert held[1]["naive"] <= 0.6 < held[1]["served"]
         report = (workdir / "demo-report.md").read_text()
-        assert "| stage 1 | 2 |" in report and "v0002" in report
+        assert "| stage 1 | 2 |" in report and "v0002" in report and "| naive fine-tuning |" in report
         assert (workdir / "demo-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
