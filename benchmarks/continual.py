@@ -183,8 +183,12 @@ def measure_freshness(plan: Plan, bootstrap_servers: str, workdir: Path, say: An
             "met": headline is not None and headline <= 180.0}
 
 
-def run_baselines(plan: Plan, say: Any) -> dict[str, Any]:
-    """naive and replay fine-tuning stage by stage, and joint training, on the daemon's model and budget."""
+def run_baselines(plan: Plan, say: Any, done: Any = None) -> dict[str, Any]:
+    """naive and replay fine-tuning stage by stage, and joint training, on the daemon's model and budget.
+
+    ``done(results)`` is called after each baseline, so a long run leaves a report of
+    what it finished even if it is stopped during the next one.
+    """
     from benchmarks.continual_learner import joint_training, learner_stream
     from daemon.config import load_settings
 
@@ -198,6 +202,8 @@ def run_baselines(plan: Plan, say: Any) -> dict[str, Any]:
         if name == "joint":
             results[name] = joint_training(plan.dataset, plan.stages, strategy=strategy, base_model=base)
             say(f"baseline joint: accuracy {results[name]['accuracy']:.3f} on {results[name]['labels']} labels")
+            if done:
+                done(results)
             continue
 
         def show(row: dict[str, Any], name: str = name) -> None:
@@ -208,6 +214,8 @@ def run_baselines(plan: Plan, say: Any) -> dict[str, Any]:
         results[name] = {"stages": rows, "final": rows[-1]["accuracy"],
                          "average": average_incremental([r["accuracy"] for r in rows]),
                          "wall_s": round(time.monotonic() - started, 1)}
+        if done:
+            done(results)
     return results
 
 
@@ -337,7 +345,12 @@ def main(argv: list[str] | None = None) -> int:
                     report["freshness"] = measure_freshness(plan, broker.bootstrap_servers, workdir, say)
             finally:
                 _keep_logs(workdir, args.out)
-        report["baselines"] = run_baselines(plan, say)
+        write_report(report, args.out)  # the daemon's figures are safe before the long baselines start
+
+        def partial(results: dict[str, Any]) -> None:
+            write_report({**report, "baselines": dict(results)}, args.out)
+
+        report["baselines"] = run_baselines(plan, say, partial)
     except (DaemonFailed, BrokerError, ProduceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

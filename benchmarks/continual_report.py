@@ -48,9 +48,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"| {_pct(baselines[name]['average'])} |")
     if "joint" in baselines:
         lines.append(f"| joint (upper bound) | {_pct(baselines['joint']['accuracy'])} | |")
+    missing = [name for name in config.get("baselines", []) if name not in baselines]
+    if missing:
+        lines.append(f"| not finished yet | {', '.join(missing)} | |")
     lines += ["", f"Promoted {daemon['promoted']} of {len(daemon['stages'])} candidates; every stage's new labels "
-              f"served: {'yes' if daemon['all_new_labels_served'] else 'no'}. Daemon run {daemon['wall_s']:.0f} s, "
-              f"whole benchmark {report.get('wall_s', 0):.0f} s."]
+              f"served: {'yes' if daemon['all_new_labels_served'] else 'no'}. Daemon run {daemon['wall_s']:.0f} s"
+              + (f", whole benchmark {report['wall_s']:.0f} s." if "wall_s" in report else ".")]
     rejected = [row for row in daemon["stages"] if row["decision"] != "promoted"]
     for row in rejected:
         failed = [c["detail"] for c in row.get("checks") or [] if not c.get("passed")]
@@ -62,7 +65,7 @@ def markdown(report: dict[str, Any]) -> str:
                                                          else "not served")
                               for r in freshness["stages"])
                   + f" from its last record produced to a served model with >= "
-                    f"{100 * freshness['stages'][0]['recall_needed']:.0f}% recall on its labels "
+                    f"{100 * freshness['stages'][0].get('recall_needed', 0.8):.0f}% recall on its labels "
                     f"(volume threshold {freshness['stages'][0]['volume_threshold']}; target <= "
                     f"{freshness['target_s']:.0f} s: {'met' if freshness['met'] else 'missed'})."]
     lines += ["", f"Reproduce: `{config['command']}`"]
