@@ -165,9 +165,10 @@ def evaluate_models(
             old = [index.get(prod_pred[e.sample_id], len(index)) for e in sets["all"]]
             new = [index.get(cand_pred[e.sample_id], len(index)) for e in sets["all"]]
             flip_rate = negative_flip_rate(y_true, old, new)
-            lost = sum(o == t and n != t for t, o, n in zip(y_true, old, new, strict=True))
-            gained = sum(n == t and o != t for t, o, n in zip(y_true, old, new, strict=True))
-            flips = PairedOutcome(n=len(y_true), lost=lost, gained=gained)
+            # The same pairs over every label: lost are the negative flips the rate counts.
+            every = paired_outcomes(sets["all"], prod_pred, cand_pred, labels=candidate.model.labels).values()
+            flips = PairedOutcome(n=sum(o.n for o in every), lost=sum(o.lost for o in every),
+                                  gained=sum(o.gained for o in every))
         outcomes = paired_outcomes(sets["all"], prod_pred, cand_pred, labels=production_labels)
     new_labels = sorted(set(candidate.model.labels) - set(production_labels))
     return EvaluationOutcome(candidate=cand, production=prod, negative_flip_rate=flip_rate,
