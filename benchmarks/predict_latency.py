@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         store = ArtifactStore(Path(tmp) / "models")
         staged = store.incoming_dir() / "v0001"
         save_classifier(load_base(labels=labels, max_length=48), staged)
-        store.publish(staged, "v0001", lineage={}, metrics={})
+        manifest = store.publish(staged, "v0001", lineage={}, metrics={})
         predictor = Predictor(store, batch_size=64)
-        predictor.activate(predictor.prepare("v0001"))
+        predictor.activate(predictor.prepare("v0001", checksum=manifest.checksum))
 
         for text in texts[:20]:  # warm-up
             predictor.predict([text])

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from daemon.config import Settings
+from daemon import failpoints
 from daemon.evaluation import EvaluationOutcome, evaluate_models
 from daemon.events import EventPublisher, OrderedEvents, PublishError
 from daemon.gate import Decision, decide
@@ -150,7 +151,7 @@ class Lifecycle:
         if found is None or self.predictor.version == found.name:
             return self.predictor.version
         try:
-            self.predictor.activate(self.predictor.prepare(found.name))
+            self.predictor.activate(self.predictor.prepare(found.name, checksum=found.checksum))
         except (ArtifactError, LearnerError) as exc:
             logger.error("production version %s cannot be served: %s", found.name, exc)
             return self.predictor.version
@@ -207,6 +208,12 @@ class Lifecycle:
             if self._stopping():
                 return self._cancelled(run_id)
 
+            if parent is not None:
+                try:  # the worker trains from these files: they must be the ones the registry recorded
+                    self.store.verify(parent.name, expected_checksum=parent.checksum)
+                except ArtifactError as exc:
+                    logger.error("run %d: parent %s fails verification: %s", run_id, parent.name, exc)
+                    return self._finish(run_id, "failed", error_reason="parent_unverified", error=str(exc))
             with Session(self.engine) as session:
                 version = registry.next_version_name(session)
                 registry.set_run_fields(session, run_id=run_id, candidate_version=version)
@@ -277,10 +284,12 @@ class Lifecycle:
                     registry.record_evaluations(session, run_id=run_id, version=parent.name,
                                                 rows=EvaluationOutcome.rows(outcome.production))
             clock.record("publish", started, checksum=manifest.checksum)
+            failpoints.reached(failpoints.AFTER_PUBLISH)
 
             started = time.perf_counter()
             try:
-                outcome_name = self._apply(version, decision, run_id, new_labels=outcome.new_labels)
+                outcome_name = self._apply(version, decision, run_id, new_labels=outcome.new_labels,
+                                           checksum=manifest.checksum)
             except registry.LeaseLost as exc:
                 clock.record("decide", started, status="failed", reason="lease_lost")
                 self._cancel_reason = str(exc)
@@ -351,14 +360,14 @@ class Lifecycle:
         if parent is not None:
             serving = self.predictor.serving
             production = serving.loaded if serving and serving.version == parent.name else \
-                self.predictor.prepare(parent.name).loaded
+                self.predictor.prepare(parent.name, checksum=parent.checksum).loaded
         with Session(self.engine) as session:
             heldout = heldout_examples(session, up_to_id=up_to)
         evaluation = self.settings.evaluation
         return evaluate_models(candidate, production, heldout, recent_window=evaluation.recent_window,
                                batch_size=evaluation.batch_size)
 
-    def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str]) -> str:
+    def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str], checksum: str) -> str:
         checks = decision.to_dict()["checks"]
         if not decision.promote:
             replays = "replay" in STRATEGY_COMPONENTS[self.settings.training.strategy.name]
@@ -368,7 +377,7 @@ class Lifecycle:
                                          reason=reason)
             logger.info("candidate %s rejected: %s", version, reason)
             return "rejected"
-        prepared = self.predictor.prepare(version)
+        prepared = self.predictor.prepare(version, checksum=checksum)
         with self._moving:
             with Session(self.engine) as session:
                 record = registry.promote(session, version=version, run_id=run_id, checks=checks,
@@ -415,7 +424,7 @@ class Lifecycle:
                 if not force and not gate.get("promote", False):
                     raise ActionRefused(f"the gate did not approve {version} ({gate.get('summary', 'no decision')}); "
                                         "promote it with force to override")
-            prepared = self.predictor.prepare(version)
+            prepared = self.predictor.prepare(version, checksum=found.checksum)
         except (registry.RegistryError, ArtifactError, LearnerError) as exc:
             raise ActionRefused(str(exc)) from exc
         with self._moving:
@@ -432,9 +441,10 @@ class Lifecycle:
         try:
             with Session(self.engine) as session:
                 previous = registry.get_alias(session, registry.PREVIOUS)
-            if previous is None:
+                found = registry.get_version(session, previous) if previous else None
+            if previous is None or found is None:
                 raise ActionRefused("no previous version to roll back to")
-            prepared = self.predictor.prepare(previous)
+            prepared = self.predictor.prepare(previous, checksum=found.checksum)
         except (registry.RegistryError, ArtifactError, LearnerError) as exc:
             raise ActionRefused(str(exc)) from exc
         with self._moving:
@@ -448,6 +458,7 @@ class Lifecycle:
 
     def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> dict[str, Any]:
         """Serve the new production model; returns the event that tells the world (the DB already says so)."""
+        failpoints.reached(failpoints.AFTER_ALIAS)
         self.predictor.activate(prepared)
         manifest = self.store.read_manifest(prepared.version)
         with Session(self.engine) as session:

@@ -57,8 +57,13 @@ class Predictor:
     def serving(self) -> LoadedVersion | None:
         return self._serving
 
-    def prepare(self, version: str) -> LoadedVersion:
+    def prepare(self, version: str, *, checksum: str | None) -> LoadedVersion:
         """Verify and load ``version`` without serving it yet (the slow, fallible part).
+
+        ``checksum`` is the one the registry recorded at publication. The manifest alone
+        cannot be trusted: whoever can rewrite the weights can rewrite the manifest to
+        match, but not the database row. ``None`` only where no registry exists (a
+        standalone store, as in the latency benchmark).
 
         Raises
         ------
@@ -67,7 +72,7 @@ class Predictor:
         learners.errors.ModelLoadError
             The files verify but do not load.
         """
-        self.store.verify(version)
+        self.store.verify(version, expected_checksum=checksum)
         return LoadedVersion(version, load_classifier(self.store.path_for(version)))
 
     def activate(self, prepared: LoadedVersion) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ from daemon.events import KafkaEventPublisher
 from daemon.lifecycle import ActionRefused, Lifecycle
 from daemon.predictor import Predictor
 from storage import registry
-from storage.artifacts import ArtifactStore
+from storage.artifacts import MANIFEST_FILE, ArtifactStore, Manifest
 from storage.engine import make_engine
 from tests.conftest import produce, record, running_ingestor, settings_for
 from tests.tiny_model import build_tiny_bert, keywords, synthetic_examples
@@ -101,9 +102,9 @@ class TestRestart:
 
 
 class TestGateDecisions:
-    def _first(self, broker, topic, url, tmp_path, tiny_bert, strategy="replay"):
+    def _first(self, broker, topic, url, tmp_path, tiny_bert, strategy="replay", per_label=50):
         settings = _settings(broker, topic, url, tmp_path, tiny_bert, strategy=strategy)
-        count = _ingest(broker, topic, settings, _stage(STAGE1, 50, seed=1), already=0)
+        count = _ingest(broker, topic, settings, _stage(STAGE1, per_label, seed=1), already=0)
         lifecycle = _lifecycle(settings)
         assert lifecycle.run_cycle(trigger="manual").outcome == "promoted"
         return settings, lifecycle, count
@@ -185,7 +186,8 @@ class TestGateDecisions:
     def test_candidate_trained_on_label_flipped_data_is_rejected(
         self, broker, topic, sqlite_url, tmp_path, tiny_bert
     ) -> None:
-        settings, lifecycle, count = self._first(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        # Enough clean held-out samples (about 30) that the flips they suffer are evidence, not noise.
+        settings, lifecycle, count = self._first(broker, topic, sqlite_url, tmp_path, tiny_bert, per_label=100)
         flipped = {"c0": "c1", "c1": "c2", "c2": "c0"}
         poisoned = [type(e)(e.sample_id, e.text, flipped[e.label]) for e in _stage(STAGE1, 80, seed=7)]
         _ingest(broker, topic, settings, poisoned, already=count)
@@ -231,6 +233,51 @@ class TestOperatorActions:
         assert lifecycle.predictor.version == "v0002"
         with Session(lifecycle.engine) as session:
             assert registry.get_alias(session, registry.PRODUCTION) == "v0002"
+
+
+def _rewrite_consistently(store: ArtifactStore, version: str) -> None:
+    """Alter the weights and rewrite manifest.json to match them, as an attacker with disk access would."""
+    directory = store.path_for(version)
+    weights = directory / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    manifest = store.read_manifest(version)
+    files = {**manifest.files, "model.safetensors": hashlib.sha256(bytes(data)).hexdigest()}
+    forged = Manifest.build(version, files, lineage=manifest.lineage, metrics=manifest.metrics)
+    (directory / MANIFEST_FILE).write_text(json.dumps(forged.to_dict()), encoding="utf-8")
+    store.verify(version)  # consistent with itself: only the registry's checksum can tell
+
+
+class TestRegistryChecksum:
+    """A manifest rewritten to match altered files passes the manifest check; the database row does not."""
+
+    def test_a_forged_version_is_neither_served_nor_promoted_nor_trained_from(
+            self, broker, topic, sqlite_url, tmp_path, tiny_bert) -> None:
+        settings = _settings(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        count = _ingest(broker, topic, settings, _stage(STAGE1, 50, seed=1), already=0)
+        lifecycle = _lifecycle(settings)
+        assert lifecycle.run_cycle(trigger="manual").outcome == "promoted"
+        count = _ingest(broker, topic, settings, _stage(STAGE2, 50, seed=2), already=count)
+        assert lifecycle.run_cycle(trigger="manual").outcome == "promoted"
+
+        _rewrite_consistently(lifecycle.store, "v0001")
+        with pytest.raises(ActionRefused, match="v0001.*is not the expected"):
+            lifecycle.rollback(actor="alice", reason="forged previous")
+        with pytest.raises(ActionRefused, match="v0001.*is not the expected"):
+            lifecycle.promote("v0001", actor="alice", reason="forged")
+        assert lifecycle.predictor.version == "v0002"
+
+        _rewrite_consistently(lifecycle.store, "v0002")
+        restarted = _lifecycle(settings)
+        assert restarted.sync_serving() is None  # a restart does not serve the forged production
+        _ingest(broker, topic, settings, _stage(STAGE1, 10, seed=3), already=count)
+        run = restarted.run_cycle(trigger="manual")
+        assert (run.status, run.error_reason, run.candidate_version) == ("failed", "parent_unverified", None)
+        assert "v0002" in run.error and "is not the expected" in run.error
+        with Session(restarted.engine) as session:
+            assert registry.get_alias(session, registry.PRODUCTION) == "v0002"
+            assert [v.name for v in registry.list_versions(session)] == ["v0001", "v0002"]
 
 
 class TestPromotionEvents:

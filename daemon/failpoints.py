@@ -1,0 +1,35 @@
+"""Named points where the fault tests kill the daemon, to crash it exactly between two steps.
+
+A crash between "the candidate is published" and "production points at it", or between
+the alias commit and the serving swap, lasts microseconds; no signal sent from outside
+lands there reliably. With ``LIFELONG_TEST_KILL_AT=<name>[,<name>…]`` in its environment
+the process SIGKILLs itself when it reaches one of the named points (nothing is
+flushed, no handler runs: the same as the kernel's OOM killer). Unset, a point is one
+dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+__all__ = ["AFTER_ALIAS", "AFTER_PUBLISH", "ENV", "reached"]
+
+logger = logging.getLogger(__name__)
+
+ENV = "LIFELONG_TEST_KILL_AT"
+#: The candidate's artifact is published and its version row recorded; no decision yet.
+AFTER_PUBLISH = "after_publish"
+#: The production alias has moved (committed); the process has not yet served or announced it.
+AFTER_ALIAS = "after_alias"
+
+
+def reached(name: str) -> None:
+    """Kill this process here if the environment names ``name``."""
+    wanted = os.environ.get(ENV)
+    if wanted and name in wanted.split(","):
+        logger.warning("failpoint %s reached: killing this process (%s)", name, ENV)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
