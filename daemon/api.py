@@ -1,26 +1,29 @@
 """The HTTP control plane (FastAPI): health, metrics, status, models, retrain, predict.
 
 ``/healthz``, ``/readyz`` and ``/metrics`` are open; every ``/v1/*`` route needs
-``Authorization: Bearer <token>`` (compared in constant time). Request bodies are
-strict: unknown fields, wrong types and out-of-range values get a 422 naming the field.
+``Authorization: Bearer <token>`` (compared in constant time), checked together with
+the body-size limit before the body is read (:mod:`daemon.request_guard`). Request
+bodies are strict: unknown fields, wrong types, out-of-range values and strings that
+are not valid Unicode (lone surrogates) get a 422 naming the field, and a 422 never
+echoes the input back (it may be huge, or not even serialisable, like ``NaN``).
 ``HTTPException`` appears in this module only.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from daemon.ingest import IngestHealth
 from daemon.metrics import Metrics
+from daemon.request_guard import RequestGuard
 
 __all__ = ["ControlPlane", "NotFound", "Readiness", "Refused", "Unavailable", "create_app"]
 
@@ -59,27 +62,50 @@ class NotFound(Exception):
     """The named thing (a version) does not exist; becomes 404."""
 
 
+#: Largest id a database integer column holds; a bigger path id is a 422, not an OverflowError.
+MAX_ID = 2**63 - 1
+
+
+def _valid_unicode(value: str) -> str:
+    """JSON's ``"\\ud800"`` escape decodes to a lone surrogate, which no tokenizer or database can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode: lone surrogate at character {exc.start}") from None
+    return value
+
+
+#: Every string a body may carry.
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class PromoteRequest(_Strict):
     force: bool = Field(default=True, description="Bypass the gate (recorded as forced).")
-    reason: str | None = Field(default=None, max_length=2000)
-    actor: str = Field(default="operator", min_length=1, max_length=200)
+    reason: Text | None = Field(default=None, max_length=2000)
+    actor: Text = Field(default="operator", min_length=1, max_length=200)
 
 
 class RollbackRequest(_Strict):
-    reason: str | None = Field(default=None, max_length=2000)
-    actor: str = Field(default="operator", min_length=1, max_length=200)
+    reason: Text | None = Field(default=None, max_length=2000)
+    actor: Text = Field(default="operator", min_length=1, max_length=200)
 
 
 class RetrainRequest(_Strict):
-    requested_by: str | None = Field(default=None, max_length=200)
+    requested_by: Text | None = Field(default=None, max_length=200)
 
 
 class PredictRequest(_Strict):
-    texts: list[str] = Field(min_length=1)
+    texts: list[Text] = Field(min_length=1)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Where and why, without the offending input (it may be 10 MB of text, or NaN)."""
+    return [{"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+            for error in exc.errors()]
 
 
 def create_app(
@@ -91,19 +117,23 @@ def create_app(
     control: ControlPlane | None = None,
     max_batch: int = 64,
     max_text_chars: int = 10_000,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """The ASGI app. Without ``control`` only the open routes exist (ingest-only use)."""
+    """The ASGI app. Without ``control`` only the open routes exist (ingest-only use).
+
+    ``max_body_bytes`` defaults to what the largest valid predict batch can take:
+    ``max_batch`` texts of ``max_text_chars`` characters, each written as a six-byte
+    JSON escape, plus 64 KiB for the rest of the document.
+    """
     if not token:
         raise ValueError("the API needs a non-empty bearer token")
     app = FastAPI(title="lifelong", version=version, docs_url="/docs", redoc_url=None)
-    bearer = HTTPBearer(auto_error=False)
-    expected = token.encode("utf-8")
+    limit = max_body_bytes if max_body_bytes is not None else max_batch * max_text_chars * 6 + 64 * 1024
+    app.add_middleware(RequestGuard, token=token, max_body_bytes=limit)
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
-        given = credentials.credentials.encode("utf-8") if credentials else b""
-        if not hmac.compare_digest(given, expected):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
 
     @app.exception_handler(Refused)
     async def _refused(_: Request, exc: Refused) -> JSONResponse:
@@ -137,51 +167,49 @@ def create_app(
 
     if control is None:
         return app
-    guarded = [Depends(authorized)]
-
-    @app.get("/v1/status", dependencies=guarded)
+    @app.get("/v1/status")
     def status() -> dict[str, Any]:
         return control.status()
 
-    @app.get("/v1/models", dependencies=guarded)
+    @app.get("/v1/models")
     def models() -> list[dict[str, Any]]:
         return control.list_models()
 
-    @app.get("/v1/models/{version}", dependencies=guarded)
+    @app.get("/v1/models/{version}")
     def model(version: str) -> dict[str, Any]:
         found = control.show_model(version)
         if found is None:
             raise HTTPException(status_code=404, detail=f"version {version!r} does not exist")
         return found
 
-    @app.post("/v1/models/{version}/promote", dependencies=guarded)
+    @app.post("/v1/models/{version}/promote")
     def promote(version: str, body: PromoteRequest | None = None) -> dict[str, Any]:
         body = body or PromoteRequest()
         return control.promote(version, actor=body.actor, reason=body.reason, force=body.force)
 
-    @app.post("/v1/rollback", dependencies=guarded)
+    @app.post("/v1/rollback")
     def rollback(body: RollbackRequest | None = None) -> dict[str, Any]:
         body = body or RollbackRequest()
         return control.rollback(actor=body.actor, reason=body.reason)
 
-    @app.post("/v1/retrain", dependencies=guarded, status_code=202)
+    @app.post("/v1/retrain", status_code=202)
     def retrain(body: RetrainRequest | None = None) -> dict[str, Any]:
         return control.retrain(requested_by=(body or RetrainRequest()).requested_by)
 
-    @app.get("/v1/runs", dependencies=guarded)
+    @app.get("/v1/runs")
     def runs(limit: int = 50) -> list[dict[str, Any]]:
         if not 1 <= limit <= 1000:
             raise HTTPException(status_code=422, detail="limit must be between 1 and 1000")
         return control.list_runs(limit)
 
-    @app.get("/v1/runs/{run_id}", dependencies=guarded)
-    def run(run_id: int) -> dict[str, Any]:
+    @app.get("/v1/runs/{run_id}")
+    def run(run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict[str, Any]:
         found = control.get_run(run_id)
         if found is None:
             raise HTTPException(status_code=404, detail=f"run {run_id} does not exist")
         return found
 
-    @app.post("/v1/predict", dependencies=guarded)
+    @app.post("/v1/predict")
     def predict(body: PredictRequest) -> dict[str, Any]:
         problem = _predict_input_problem(body.texts, max_batch=max_batch, max_text_chars=max_text_chars)
         if problem is not None:

@@ -26,6 +26,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -329,6 +330,11 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     token: SecretStr | None = None
+    #: Largest request body read, in bytes; larger ones get a 413 before they are read
+    #: (and a request without the token a 401 before its body is read at all). Unset:
+    #: enough for the largest valid predict batch (``serving.max_batch`` texts of
+    #: ``serving.max_text_chars`` characters, about 3.9 MB at the defaults).
+    max_body_bytes: int | None = Field(default=None, ge=1024)
 
 
 class LoggingSettings(_Section):
@@ -369,6 +375,19 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    #: The YAML file read, and the dotted names of the secrets it holds (see daemon.file_safety).
+    _config_file: Path | None = PrivateAttr(default=None)
+    _file_secrets: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
+    @property
+    def file_secrets(self) -> tuple[str, ...]:
+        """Secret settings given in the config file (not the environment): the file must be private."""
+        return self._file_secrets
 
     @model_validator(mode="after")
     def _default_database_in_data_dir(self) -> Settings:
@@ -454,7 +473,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(f"{n}: unknown setting" for n in unknown))
     token = _yaml_data.set(data)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
     except (SettingsError, ValueError) as exc:
@@ -462,6 +481,28 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"invalid configuration: {exc}") from exc
     finally:
         _yaml_data.reset(token)
+    if path is not None:
+        settings._config_file = Path(path)
+        settings._file_secrets = _secrets_in(data)
+    return settings
+
+
+#: Settings whose values are secrets, as (section, key).
+_SECRET_KEYS = (("api", "token"), ("kafka", "sasl_plain_password"), ("kafka", "ssl_password"))
+
+
+def _secrets_in(data: dict[str, Any]) -> tuple[str, ...]:
+    """Dotted names of the secrets a config file's mapping sets (a database URL counts when it has a password)."""
+    found = [f"{section}.{key}" for section, key in _SECRET_KEYS
+             if isinstance(data.get(section), dict) and data[section].get(key)]
+    url = data.get("database", {}).get("url") if isinstance(data.get("database"), dict) else None
+    if isinstance(url, str):
+        try:
+            if make_url(url).password:
+                found.append("database.url")
+        except Exception:  # noqa: BLE001 - an unparseable URL was already reported by validation
+            pass
+    return tuple(found)
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

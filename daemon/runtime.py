@@ -25,6 +25,7 @@ from sqlmodel import Session
 from daemon.api import NotFound, Readiness, Refused, Unavailable, create_app
 from daemon.broker import EmbeddedBroker, create_topics
 from daemon.config import Settings
+from daemon.file_safety import PRIVATE_DIR, permission_warnings
 from daemon.ingest import Ingestor
 from daemon.metrics import Metrics
 from daemon.views import model_view, run_view, status_view
@@ -56,7 +57,7 @@ def resolve_token(settings: Settings) -> str:
         existing = path.read_text(encoding="utf-8").strip()
         if existing:
             return existing
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -105,6 +106,7 @@ class Daemon:
             The database schema is behind and ``database.auto_migrate`` is off.
         """
         s = self.settings
+        s.data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self.engine = make_engine(s.database_url, busy_timeout_ms=s.database.busy_timeout_ms, echo=s.database.echo)
         if s.database.auto_migrate:
             upgrade(self.engine)
@@ -127,6 +129,8 @@ class Daemon:
         self.lease.tick()
         self.scheduler.start()
         self.token = resolve_token(s)
+        for warning in permission_warnings(s):
+            logger.warning("%s", warning)
         self._start_api()
         logger.info("lifelong %s running: topics=%s database=%s api=%s", lifelong_version(), kafka.topics,
                     self.engine.url.render_as_string(hide_password=True), self.api_url)
@@ -362,6 +366,7 @@ class Daemon:
             control=self,
             max_batch=self.settings.serving.max_batch,
             max_text_chars=self.settings.serving.max_text_chars,
+            max_body_bytes=self.settings.api.max_body_bytes,
         )
         config = uvicorn.Config(
             app, host=self.settings.api.host, port=self.settings.api.port, log_config=None, access_log=False,

@@ -432,7 +432,8 @@ class ArtifactStore:
         A worker writing its candidate here makes :meth:`publish` a same-filesystem rename.
         """
         incoming = self.root / _INCOMING
-        incoming.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # models are trained on private data
+        incoming.mkdir(mode=0o700, exist_ok=True)
         return incoming
 
     def publish(
@@ -697,7 +698,7 @@ class ArtifactStore:
         """
         version = manifest.version
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             if os.path.lexists(target):
                 raise ArtifactError(f"cannot publish {version}: {version} already exists")
             os.replace(source, target)

@@ -7,6 +7,7 @@ connects at import time.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,18 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) 
     several batches touched back into the database file once rather than once per
     batch; together about a quarter of SQLite's share of ingest time
     (``benchmarks/ingest.py``).
+
+    Statement parameters are hidden from error messages and logs: sample text stays in
+    the database.
     """
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # A failed statement's message would otherwise carry its bound parameters (sample
+    # texts and labels) into logs, /v1/status and the unauthenticated /readyz.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         # A "file:..." name is an SQLite URI (with ?uri=true), not a path to create.
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(parsed.database))
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
@@ -72,6 +78,19 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) 
             cursor.close()
 
     return engine
+
+
+def _create_private(database: Path) -> None:
+    """Create the SQLite file owner-only (0600, directory 0700) before SQLite creates it 0644.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they
+    follow. An existing file is left as it is (the daemon warns about a shared one).
+    """
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def check_connection(engine: Engine) -> None:

@@ -29,6 +29,7 @@ from daemon.ingest import Ingestor
 from daemon.metrics import Metrics
 from storage.engine import make_engine, upgrade
 from storage.ingest_store import load_offsets
+from tests import reliability_log
 from tests.integration import _postgres
 
 
@@ -38,7 +39,7 @@ def _no_lifelong_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith("LIFELONG_") and name != _postgres.ADMIN_URL_ENV:
+        if name.startswith("LIFELONG_") and name not in (_postgres.ADMIN_URL_ENV, reliability_log.ENV):
             monkeypatch.delenv(name)
 
 

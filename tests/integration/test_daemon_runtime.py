@@ -310,3 +310,32 @@ def _get(url: str, headers: dict[str, str]) -> dict[str, Any]:
         return httpx.get(url, headers=headers, timeout=5).json()
     except httpx.HTTPError:
         return {}
+
+
+class TestFilePermissions:
+    def test_start_names_a_shared_config_file_holding_the_token_and_creates_data_private(
+        self, broker: EmbeddedBroker, topic: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        import stat
+
+        from daemon.config import load_settings
+
+        config = tmp_path / "lifelong.yaml"
+        data = tmp_path / "data"
+        config.write_text(f"data_dir: {data}\napi:\n  port: 0\n  token: {TOKEN}\nkafka:\n"
+                          f"  bootstrap_servers: [{broker.bootstrap_servers}]\n  topics: [{topic}]\n"
+                          "database:\n  auto_migrate: true\n", encoding="utf-8")
+        config.chmod(0o644)
+        with caplog.at_level("WARNING", logger="daemon.runtime"):
+            daemon = Daemon(load_settings(config)).start()
+            try:
+                with httpx.Client(base_url=daemon.api_url or "", headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+                    assert c.get("/v1/status").status_code == 200
+            finally:
+                daemon.stop()
+        warnings = [r.getMessage() for r in caplog.records if r.name == "daemon.runtime"]
+        assert any(f"config file {config} holds secrets (api.token)" in w and f"chmod 600 {config}" in w
+                   for w in warnings), warnings
+        assert TOKEN not in caplog.text
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "lifelong.db").stat().st_mode) == 0o600
