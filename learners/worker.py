@@ -12,6 +12,7 @@ nothing half-written where a version is expected.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
@@ -19,6 +20,8 @@ import os
 import queue as queue_module
 import shutil
 import signal
+import sys
+import threading
 import time
 import traceback
 import uuid
@@ -36,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 #: Part of the name of a directory a run is still writing (or a dead run left behind).
 PARTIAL_MARKER = ".partial-"
+#: prctl option: the signal this process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+#: Fault tests only: the largest file the worker may write (RLIMIT_FSIZE), standing in for
+#: a full disk without needing a mount. Unset in production.
+MAX_FILE_BYTES_ENV = "LIFELONG_TEST_WORKER_MAX_FILE_BYTES"
 
 
 def remove_partial_outputs(directory: Path) -> list[Path]:
@@ -69,8 +77,45 @@ class _ForwardingHandler(logging.Handler):
             self.handleError(record)
 
 
-def _child_main(spec: TrainingSpec, events: Any, cancel: Any) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """End this process as soon as the daemon that started it is gone.
+
+    A daemon killed with SIGKILL (OOM killer, ``kill -9``) runs no cleanup, and an
+    orphaned worker would go on training for an hour and write a candidate into the
+    store that the restarted daemon is cleaning. On Linux the kernel delivers SIGKILL
+    the moment the parent dies (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a
+    thread checks every half second whether the parent changed.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+            pass
+    if os.getppid() != parent_pid:  # died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _apply_test_file_limit() -> None:
+    """With :data:`MAX_FILE_BYTES_ENV` set, writes past that size fail with EFBIG, as on a full disk."""
+    limit = os.environ.get(MAX_FILE_BYTES_ENV)
+    if limit:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write (OSError) instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+
+
+def _child_main(spec: TrainingSpec, events: Any, cancel: Any, parent_pid: int) -> None:
     """Entry point of the training process."""
+    _die_with_parent(parent_pid)
+    _apply_test_file_limit()
     root = logging.getLogger()
     root.handlers[:] = [_ForwardingHandler(events)]
     root.setLevel(logging.WARNING)
@@ -155,7 +200,7 @@ class TrainingWorker:
         child_spec = dataclasses.replace(self.spec, output_dir=partial)
         events = self._context.Queue()
         self._process = self._context.Process(
-            target=_child_main, args=(child_spec, events, self._cancel), name="lifelong-training", daemon=True
+            target=_child_main, args=(child_spec, events, self._cancel, os.getpid()), name="lifelong-training", daemon=True
         )
         try:
             result = self._supervise(events)

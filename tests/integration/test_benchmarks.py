@@ -207,3 +207,19 @@ def test_continual_benchmark_says_why_the_daemon_did_not_start_and_stops_the_bro
                                             "not start on 203.0.113.1")
     assert "stage 1/3" not in result.stdout  # nothing was sent
     assert not (tmp_path / "out" / "continual.json").exists()
+
+
+def test_reliability_report_states_only_what_passing_tests_measured(tmp_path: Path) -> None:
+    import sys
+
+    out = tmp_path / "RELIABILITY.md"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.reliability", "--out", str(out), "--",
+                             "-k", "fuzzed and sqlite"], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = out.read_text(encoding="utf-8")
+    rows = [line for line in report.splitlines() if line.startswith("| fuzzed records")]
+    assert len(rows) == 1 and "produced = 600" in rows[0] and "lost = 0" in rows[0], report
+    assert "Records lost over all cases: **0**" in report and "all passed" in report
+    # The report is nothing but figures of tests that ran: a subset gives only its own rows.
+    assert "SIGKILL" not in report

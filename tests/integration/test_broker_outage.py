@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from daemon.broker import EmbeddedBroker, create_topics, free_port
 from daemon.runtime import Daemon
 from storage.models import Sample
 from tests.conftest import RunningIngestor, produce, record, running_ingestor, settings_for, wait_for
+from tests.reliability_log import record_case
 from tests.integration._proxy import TcpProxy
 
 #: How long the ingestor's 2 s TCP probe may take to notice a cut or a restore.
@@ -119,7 +121,9 @@ class TestBrokerGoneMidRun:
             assert _sample_rows(running) == len(before)  # cut off: nothing new can arrive
 
             outage.proxy.restore()
+            restored_at = time.monotonic()
             running.wait_stored(len(before) + len(during), timeout_s=RECOVERY_TIMEOUT_S)
+            recovery_s = time.monotonic() - restored_at
             wait_for(lambda: _connected(running), timeout_s=HEALTH_TIMEOUT_S, what="broker reported reachable")
 
             assert _stored_texts(running) == sorted(before + during)
@@ -132,6 +136,11 @@ class TestBrokerGoneMidRun:
         messages = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest"]
         assert any(m.startswith(f"broker unreachable: {outage.proxy.address}") for m in messages), messages
         assert "broker reachable again" in messages
+        record_case("broker connection cut mid-run", inflicted="a TCP proxy between lifelong and the broker refuses "
+                    "connections while records are produced, then lets them through again",
+                    checked="reported disconnected (metric, health), consumer alive, then every record stored once",
+                    produced=len(before) + len(during), stored=len(before) + len(during), dead_lettered=0, lost=0,
+                    recovery_s=round(recovery_s, 1))
 
 
 class TestBrokerUnreachableAtStart:

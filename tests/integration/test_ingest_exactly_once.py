@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from daemon.broker import EmbeddedBroker
-from daemon.records import Reason
+from daemon.records import Limits, Reason, Rejection, ValidRecord, validate
 from storage.models import DeadLetter, Label, Sample
 from tests.conftest import produce, record, running_ingestor, settings_for
+from tests.reliability_log import record_case
 
 VALID = 120
 CONTENT_DUPLICATES = 15
@@ -161,3 +163,65 @@ def test_offsets_stored_per_partition_match_the_log(
     with Session(running.engine) as session:
         offsets = load_offsets(session, topics=[topic])
     assert offsets == {(topic, p): per_partition for p in range(partitions)}
+
+
+def _fuzzed_values(seed: int, count: int) -> list[bytes | None]:
+    """Random bytes, random JSON of every shape, escapes no serializer writes, and valid records, mixed."""
+    rng = random.Random(seed)
+    nasty = ['"\\ud800"', '"a\\udfffb"', '"\\u0000"', "NaN", "-Infinity", "1e999", '"\\ud83d\\ude00 ok"', '" "',
+             "[]", "{}", "null", "true", '"' + "w" * 600 + '"']
+
+    def scalar() -> str:
+        return rng.choice([*nasty, json.dumps(rng.random()), json.dumps(f"fuzz {rng.getrandbits(40)}"),
+                           str(rng.randint(-10**30, 10**30))])
+
+    values: list[bytes | None] = []
+    for i in range(count):
+        kind = rng.randrange(6)
+        if kind == 0:
+            values.append(rng.randbytes(rng.randrange(0, 120)))
+        elif kind == 1:
+            fields = {k: scalar() for k in rng.sample(["text", "label", "id", "ts", "meta"], rng.randrange(0, 6))}
+            values.append(("{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}").encode())
+        elif kind == 2:
+            values.append(f'{{"text": {scalar()}, "label": {scalar()}, "meta": {{"k": {scalar()}}}}}'.encode())
+        elif kind == 3:
+            values.append(None if rng.random() < 0.2 else b"{" * rng.randrange(1, 5000))
+        else:
+            values.append(record(f"fuzz-valid {seed}-{i} {rng.getrandbits(32)}", f"l{rng.randrange(4)}", id=f"f{i}"))
+    return values
+
+
+class TestFuzzedRecords:
+    def test_every_fuzzed_record_is_stored_once_or_dead_lettered(
+        self, broker: EmbeddedBroker, make_topic, database_url: str, tmp_path: Path
+    ) -> None:
+        topic = make_topic(partitions=2)
+        values = _fuzzed_values(seed=11, count=600)
+        limits = Limits(max_text_chars=MAX_TEXT)
+        outcomes = [validate(value, limits) for value in values]
+        valid = {(o.text, o.label) for o in outcomes if isinstance(o, ValidRecord)}
+        rejected = sorted(o.reason.value for o in outcomes if isinstance(o, Rejection))
+        assert len(valid) > 150 and len(rejected) > 200 and len(set(rejected)) >= 8  # the mix is really mixed
+        sent = produce(broker.bootstrap_servers, topic, values)
+
+        settings = settings_for(broker, topic, database_url, tmp_path, ingest={"max_text_chars": MAX_TEXT})
+        with running_ingestor(settings) as running:
+            running.wait_stored(sent)
+            assert running.thread.is_alive()  # nothing escaped the consumer loop
+
+        with Session(running.engine) as session:
+            stored = session.execute(select(Sample.text, Label.name).join(Label)).all()
+            letters = sorted(session.execute(select(DeadLetter.reason)).scalars())
+        assert sorted(stored) == sorted(valid) and len(stored) == len(valid)
+        assert letters == rejected
+        assert Reason.UNPROCESSABLE.value not in letters
+        duplicates = int(running.value("lifelong_ingest_records_duplicate_total", {"kind": "content"}))
+        assert running.value("lifelong_ingest_records_consumed_total") == sent == len(valid) + len(letters) + duplicates
+        record_case(f"fuzzed records ({database_url.split(':')[0].split('+')[0]})",
+                    inflicted="600 values through the broker: random bytes, random JSON, lone surrogates, NaN, "
+                              "NUL, deep nesting, tombstones, valid records",
+                    checked="each stored once or dead-lettered with a reason; consumer thread alive; no "
+                            "'unprocessable'", produced=sent, stored=len(stored), dead_lettered=len(letters),
+                    duplicates=duplicates, lost=sent - len(stored) - len(letters) - duplicates,
+                    reasons=len(set(letters)))

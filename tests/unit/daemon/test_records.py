@@ -111,3 +111,48 @@ class TestNeverRaises:
         got = validate(Exploding(b'{"text": "a", "label": "b"}'), LIMITS)
         assert isinstance(got, Rejection) and got.reason is Reason.UNPROCESSABLE
         assert got.detail == "validation failed: MemoryError: simulated"
+
+
+# ---------------------------------------------------------------- property tests (hypothesis)
+
+from hypothesis import given, settings  # noqa: E402 - grouped with the tests that use it
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+_json_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                            | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+#: Escapes json.dumps never writes but a producer may: lone surrogates, NUL, NaN.
+_nasty_strings = st.sampled_from(['"\\ud800"', '"a\\udfffb"', '"\\u0000x"', '"x\\u0000"', "NaN", "Infinity",
+                                  '"\\ud83d\\ude00"', '"  "', '""', '"ok"'])
+
+
+def _check_contract(got: ValidRecord | Rejection) -> None:
+    """Whatever came in, the outcome is one the consumer can store: never UNPROCESSABLE, always encodable."""
+    if isinstance(got, Rejection):
+        assert got.reason is not Reason.UNPROCESSABLE, got.detail
+        return
+    for value in (got.text, got.label, got.external_id or ""):
+        value.encode("utf-8")  # raises on a lone surrogate
+        assert "\x00" not in value
+    assert got.text.strip() and got.label.strip()
+    assert len(got.text) <= LIMITS.max_text_chars and len(got.label) <= LIMITS.max_label_chars
+    assert got.content_hash == content_hash(got.text, got.label)
+
+
+class TestValidateProperties:
+    @settings(max_examples=500)
+    @given(st.binary(max_size=300))
+    def test_any_bytes(self, value: bytes) -> None:
+        _check_contract(validate(value, LIMITS))
+
+    @settings(max_examples=500)
+    @given(st.fixed_dictionaries({}, optional={"text": _json_values, "label": _json_values, "id": _json_values,
+                                               "ts": _json_values, "meta": _json_values}))
+    def test_any_object_with_the_contract_keys(self, obj: dict) -> None:
+        _check_contract(validate(json.dumps(obj).encode(), LIMITS))
+
+    @settings(max_examples=300)
+    @given(text=_nasty_strings, label=_nasty_strings, meta=_nasty_strings)
+    def test_escapes_json_dumps_never_writes(self, text: str, label: str, meta: str) -> None:
+        raw = f'{{"text": {text}, "label": {label}, "meta": {{"k": {meta}}}}}'.encode()
+        _check_contract(validate(raw, LIMITS))

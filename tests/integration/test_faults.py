@@ -1,0 +1,280 @@
+"""Fault suite: ``lifelong run`` killed with SIGKILL at its most delicate moments, then restarted.
+
+Each case runs the real process on the real broker and a SQLite file, and checks the
+same things after the restart: every produced record stored exactly once, no
+half-written version on disk, every registered version complete and matching the
+checksum the registry recorded, ``production`` served and verified, and a next retrain
+that succeeds. The crash points inside a promotion are reached with
+:mod:`daemon.failpoints`; the one during training is a SIGKILL from outside while the
+worker reports progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from daemon import failpoints
+from daemon.broker import EmbeddedBroker, free_port
+from learners.worker import PARTIAL_MARKER
+from storage import registry
+from storage.artifacts import ArtifactStore
+from storage.engine import make_engine
+from storage.stats import split_counts
+from tests.conftest import produce, record, start_lifelong_run, wait_for
+from tests.reliability_log import record_case
+from tests.tiny_model import build_tiny_bert, synthetic_examples
+
+LABELS = ["c0", "c1", "c2", "c3"]
+TOKEN = "fault-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+#: A killed trainer's lease must expire before the restarted daemon may train and close its runs.
+LEASE_TTL_S = 5
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny"), LABELS)
+
+
+class Deployment:
+    """One data directory and database, and the ``lifelong run`` processes started on them in turn."""
+
+    def __init__(self, broker: EmbeddedBroker, topic: str, url: str, data_dir: Path, tiny_bert: Path) -> None:
+        self.broker, self.topic, self.url, self.data_dir, self.tiny_bert = broker, topic, url, data_dir, tiny_bert
+        self.sent = 0
+        self.process: subprocess.Popen | None = None
+        self.base = ""
+
+    def start(self, *, epochs: int = 6, **env: str) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.process = start_lifelong_run(
+            self.broker, self.topic, self.url, self.data_dir, port, LIFELONG_API__TOKEN=TOKEN,
+            LIFELONG_TRAINING__BASE_MODEL=str(self.tiny_bert),
+            LIFELONG_TRAINING__STRATEGY=f'{{"name": "replay", "learning_rate": 0.005, "epochs": {epochs}, '
+                                        '"batch_size": 16, "max_length": 24}',
+            LIFELONG_TRAINING__BUFFER__SIZE="60", LIFELONG_TRAINING__LEASE_TTL_S=str(LEASE_TTL_S), **env)
+        wait_for(lambda: self.get("/healthz") is not None, timeout_s=60, what="the daemon to answer")
+
+    def get(self, path: str) -> Any:
+        try:
+            response = httpx.get(self.base + path, headers=HEADERS, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code < 500 else None
+
+    def send(self, labels: list[str], per_label: int, seed: int) -> None:
+        examples = synthetic_examples(labels, per_label, seed=seed)
+        self.sent += produce(self.broker.bootstrap_servers, self.topic,
+                             [record(e.text, e.label, id=f"{seed}-{e.sample_id}") for e in examples])
+        wait_for(lambda: (self.get("/v1/status") or {}).get("samples", {}).get("total", 0) >= self.sent,
+                 timeout_s=60, what=f"{self.sent} records stored")
+
+    def retrain(self) -> int:
+        return int(httpx.post(self.base + "/v1/retrain", json={}, headers=HEADERS, timeout=10).json()["run_id"])
+
+    def wait_run(self, run_id: int, timeout_s: float = 240) -> dict[str, Any]:
+        run: dict[str, Any] = {}
+
+        def ended() -> bool:
+            nonlocal run
+            run = self.get(f"/v1/runs/{run_id}") or {}
+            return run.get("status") not in (None, "running")
+
+        wait_for(ended, timeout_s=timeout_s, what=f"run {run_id} to end")
+        return run
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=120)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def check_consistent(self) -> dict[str, str | None]:
+        """What must hold after any crash and restart; returns the aliases."""
+        engine = make_engine(self.url)
+        store = ArtifactStore(self.data_dir / "models")
+        try:
+            with Session(engine) as session:
+                counts = split_counts(session)
+                assert counts.train + counts.held_out == self.sent  # every record stored, none twice
+                versions = registry.list_versions(session)
+                aliases = {name: registry.get_alias(session, name) for name in (registry.PRODUCTION, registry.PREVIOUS)}
+        finally:
+            engine.dispose()
+        models = self.data_dir / "models"
+        assert [p.name for p in models.rglob("*") if PARTIAL_MARKER in p.name] == []
+        assert not any((models / ".incoming").iterdir()) if (models / ".incoming").exists() else True
+        on_disk = {p.name for p in models.iterdir() if p.name.startswith("v")}
+        assert on_disk <= {v.name for v in versions}  # no directory the registry does not know
+        for version in versions:
+            if version.name in on_disk:
+                store.verify(version.name, expected_checksum=version.checksum)
+        assert aliases[registry.PRODUCTION] in on_disk
+        wait_for(lambda: (self.get("/v1/status") or {}).get("serving")
+                 == aliases[registry.PRODUCTION], timeout_s=60, what="production to be served")
+        return aliases
+
+
+@pytest.fixture
+def deployment(broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path):
+    deployed = Deployment(broker, topic, sqlite_url, tmp_path, tiny_bert)
+    try:
+        deployed.start()
+        deployed.send(LABELS[:2], 50, seed=1)
+        first = deployed.wait_run(deployed.retrain())
+        assert (first["status"], first["outcome"]) == ("succeeded", "promoted"), first
+        deployed.stop()
+        yield deployed
+    finally:
+        deployed.kill()
+        for line in (tmp_path / "daemon.log").read_text(errors="replace").splitlines()[-5:]:
+            print(line)  # noqa: T201 - shown by pytest only when the test failed
+
+
+def _after_restart(deployed: Deployment, interrupted_run: int | None, *, case: str,
+                   inflicted: str) -> dict[str, str | None]:
+    """Restart; the run the kill interrupted (if one was running) ends failed; then a retrain succeeds."""
+    killed_at = time.monotonic()
+    deployed.start()
+    if interrupted_run is not None:
+        _closed_as_interrupted(deployed, interrupted_run, killed_at)
+    aliases = deployed.check_consistent()
+    recovery_s = time.monotonic() - killed_at
+    produced_before = deployed.sent
+    deployed.send(LABELS, 10, seed=9)
+    next_run = deployed.wait_run(deployed.retrain())
+    assert next_run["status"] == "succeeded", next_run
+    deployed.check_consistent()
+    record_case(case, inflicted=inflicted,
+                checked="after restart: every record stored once, no partial or unregistered version, every "
+                        "version matches the registry's checksum, production served, next retrain succeeds",
+                produced=produced_before, stored=produced_before, dead_lettered=0, lost=0,
+                recovery_s=round(recovery_s, 1), production=aliases[registry.PRODUCTION],
+                next_run=next_run["outcome"], lease_ttl_s=LEASE_TTL_S)
+    return aliases
+
+
+def _closed_as_interrupted(deployed: Deployment, interrupted_run: int, killed_at: float) -> None:
+    run: dict[str, Any] = {}
+
+    def closed() -> bool:
+        nonlocal run
+        run = deployed.get(f"/v1/runs/{interrupted_run}") or {}
+        return run.get("status") not in (None, "running")
+
+    wait_for(closed, timeout_s=LEASE_TTL_S + 30, what="the restarted daemon to close the interrupted run")
+    assert (run["status"], run["error_reason"]) == ("failed", "interrupted"), run
+    recovery_s = time.monotonic() - killed_at
+    assert recovery_s < LEASE_TTL_S + 30
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+class TestKilledDuringPromotion:
+    def test_after_publish_before_the_decision_production_stays(self, deployment: Deployment) -> None:
+        deployment.start(**{failpoints.ENV: failpoints.AFTER_PUBLISH})
+        deployment.send(LABELS[2:], 50, seed=2)
+        run_id = deployment.retrain()
+        assert deployment.process is not None and deployment.process.wait(timeout=240) == -signal.SIGKILL
+        aliases = _after_restart(deployment, run_id, case="SIGKILL after publish, before the decision",
+                                 inflicted=f"{failpoints.ENV}={failpoints.AFTER_PUBLISH}: the daemon kills itself "
+                                           "once the candidate is published and registered")
+        assert aliases == {registry.PRODUCTION: "v0001", registry.PREVIOUS: None}
+
+    def test_after_the_alias_commit_before_serving_the_restart_serves_the_new_version(
+            self, deployment: Deployment) -> None:
+        deployment.start(**{failpoints.ENV: failpoints.AFTER_ALIAS})
+        deployment.send(LABELS[2:], 50, seed=2)
+        run_id = deployment.retrain()
+        process = deployment.process
+        assert process is not None
+        wait_for(lambda: process.poll() is not None or (deployment.get(f"/v1/runs/{run_id}") or {}).get("status")
+                 not in (None, "running"), timeout_s=240, what="the gate's promotion or the run's end")
+        forced = process.poll() is None
+        if forced:  # the gate rejected v0002: the operator's forced promotion crosses the point instead
+            with contextlib.suppress(httpx.HTTPError):  # the process dies before it answers
+                httpx.post(f"{deployment.base}/v1/models/v0002/promote", json={"reason": "fault test"},
+                           headers=HEADERS, timeout=30)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+        aliases = _after_restart(deployment, None if forced else run_id,
+                                 case="SIGKILL after the alias commit, before serving",
+                                 inflicted=f"{failpoints.ENV}={failpoints.AFTER_ALIAS}: the daemon kills itself "
+                                           "once production points at the new version, before it serves it")
+        assert aliases == {registry.PRODUCTION: "v0002", registry.PREVIOUS: "v0001"}
+
+
+class TestKilledDuringTraining:
+    def test_sigkill_mid_training_leaves_nothing_half_written(self, deployment: Deployment) -> None:
+        deployment.start(epochs=60)
+        deployment.send(LABELS[2:], 50, seed=2)
+        run_id = deployment.retrain()
+        wait_for(lambda: ((deployment.get("/v1/status") or {}).get("progress") or {}).get("step", 0) > 0,
+                 timeout_s=90, what="the worker to start training")
+        time.sleep(0.5)
+        assert deployment.process is not None
+        workers = _children(deployment.process.pid)
+        assert workers, "the training worker should be a child of the daemon"
+        deployment.kill()
+        # The orphaned worker dies with its daemon instead of training on (and writing a candidate).
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout_s=10,
+                 what="the worker to die with the daemon")
+        aliases = _after_restart(deployment, run_id, case="SIGKILL during training",
+                                 inflicted="kill -9 of `lifelong run` while its worker reports training progress; "
+                                           "the worker dies with it (PR_SET_PDEATHSIG)")
+        assert aliases[registry.PRODUCTION] is not None
+
+
+class TestArtifactWriteFails:
+    def test_a_full_disk_in_the_worker_fails_the_run_with_the_reason_and_production_stays(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from learners.worker import MAX_FILE_BYTES_ENV
+        from tests.integration.test_lifecycle import _ingest, _lifecycle, _settings, _stage
+
+        settings = _settings(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        count = _ingest(broker, topic, settings, _stage(LABELS[:2], 50, seed=1), already=0)
+        lifecycle = _lifecycle(settings)
+        assert lifecycle.run_cycle(trigger="manual").outcome == "promoted"
+        count = _ingest(broker, topic, settings, _stage(LABELS[2:], 50, seed=2), already=count)
+
+        monkeypatch.setenv(MAX_FILE_BYTES_ENV, "4096")  # the worker's writes past 4 KiB fail: EFBIG
+        run = lifecycle.run_cycle(trigger="manual")
+        assert (run.status, run.error_reason, run.outcome) == ("failed", "error", None), run
+        assert "File too large" in (run.error or ""), run.error
+        store = lifecycle.store
+        assert [p.name for p in store.root.rglob("*") if PARTIAL_MARKER in p.name] == []
+        assert list(store.incoming_dir().iterdir()) == []
+        with Session(lifecycle.engine) as session:
+            assert registry.get_alias(session, registry.PRODUCTION) == "v0001"
+            assert [v.name for v in registry.list_versions(session)] == ["v0001"]
+            store.verify("v0001", expected_checksum=registry.get_version(session, "v0001").checksum)
+        assert lifecycle.predictor.version == "v0001"
+
+        monkeypatch.delenv(MAX_FILE_BYTES_ENV)  # space again: the next retrain goes through
+        again = lifecycle.run_cycle(trigger="manual")
+        assert again.status == "succeeded", again
+        record_case("artifact writes fail (disk full)", inflicted="RLIMIT_FSIZE of 4 KiB on the training worker "
+                    f"({MAX_FILE_BYTES_ENV}): saving the candidate fails with EFBIG",
+                    checked="run failed with the OS error as its reason; no partial directory; production and "
+                            "its files unchanged; the next retrain succeeds",
+                    produced=count, lost=0, failed_run_error=(run.error or "")[:80], next_run=again.outcome)
