@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from daemon.config import IngestSettings, KafkaSettings
+from daemon.kafka_diagnosis import AuthFailureWatch
 from daemon.metrics import Metrics
 from daemon.records import Limits, Rejection, validate
 from storage.errors import StoreUnavailable
@@ -153,6 +155,14 @@ class Ingestor:
         """Ingest until ``stop`` is set; the batch in hand is stored (or abandoned unstored) first."""
         self._refresh_sample_gauges()
         backoff = self.settings.retry_backoff_initial_s
+        auth_watch = AuthFailureWatch().install()
+        try:
+            self._run(stop, auth_watch, backoff)
+        finally:
+            auth_watch.remove()
+        self.close()
+
+    def _run(self, stop: threading.Event, auth_watch: AuthFailureWatch, backoff: float) -> None:
         while not stop.is_set():
             try:
                 if self._consumer is None:
@@ -162,7 +172,16 @@ class Ingestor:
                 if self.poll_once(stop) is not None:
                     backoff = self.settings.retry_backoff_initial_s
             except KafkaError as exc:
-                self._note_error(f"kafka: {exc.__class__.__name__}: {exc}")
+                auth = auth_watch.take()
+                self.metrics.broker_auth_failed.set(int(auth is not None))
+                if auth is None:
+                    self._note_error(f"kafka: {exc.__class__.__name__}: {exc}")
+                else:
+                    message = (f"kafka: authentication or TLS failed ({auth}); retrying will not help until "
+                               "kafka.security_protocol, kafka.sasl_mechanism, the credentials or the certificates "
+                               "are fixed")
+                    if message != self.health.last_error:  # said once, not on every retry
+                        self._note_error(message)
                 self.health.broker_connected = False
                 self.metrics.broker_connected.set(0)
                 stop.wait(backoff)
@@ -188,7 +207,6 @@ class Ingestor:
                 self.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
-        self.close()
 
     def close(self) -> None:
         """Close Kafka clients; safe to call twice."""
@@ -230,6 +248,7 @@ class Ingestor:
         self._next_partition_refresh = 0.0
         self.health.broker_connected = True
         self.metrics.broker_connected.set(1)
+        self.metrics.broker_auth_failed.set(0)
 
     # ------------------------------------------------------------------ one step
 
@@ -487,7 +506,7 @@ class Ingestor:
     # ------------------------------------------------------------------ health
 
     def _check_broker(self) -> None:
-        connected = any(_tcp_reachable(server) for server in self._broker_addresses())
+        connected = any(_broker_answers(server) for server in self._broker_addresses())
         if connected != self.health.broker_connected:
             if connected:
                 logger.info("broker reachable again")
@@ -523,10 +542,30 @@ class Ingestor:
         self.metrics.labels_stored.set(counts.labels)
 
 
-def _tcp_reachable(address: str, timeout_s: float = 1.0) -> bool:
+#: An ApiVersions v0 request (api key 18), correlation id 0x6c6c ("ll"), client id "lifelong-health".
+_API_VERSIONS_PROBE = (lambda client: struct.pack(">ihhih", 2 + 2 + 4 + 2 + len(client), 18, 0, 0x6C6C, len(client))
+                       + client)(b"lifelong-health")
+
+
+def _broker_answers(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether a Kafka broker at ``address`` answers a request, not merely accepts a connection.
+
+    A broker that is frozen (SIGSTOP, a GC pause, a hung disk) or wedged still has its
+    listening socket: the kernel completes the TCP handshake for it. Only an answer to
+    a real request (ApiVersions, which every Kafka version serves before authentication)
+    tells that it is serving.
+    """
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s):
-            return True
+        with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(_API_VERSIONS_PROBE)
+            header = b""
+            while len(header) < 8:
+                chunk = sock.recv(8 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
     except (OSError, ValueError):
         return False
+    return struct.unpack(">i", header[4:8])[0] == 0x6C6C

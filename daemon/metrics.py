@@ -114,7 +114,12 @@ class Metrics:
             registry=r,
         )
         self.broker_connected = Gauge(
-            "lifelong_ingest_broker_connected", "1 while the consumer is connected to the broker, else 0.", registry=r
+            "lifelong_ingest_broker_connected", "1 while a broker answers the consumer (a Kafka request, not a bare TCP connect), else 0.", registry=r
+        )
+        self.broker_auth_failed = Gauge(
+            "lifelong_ingest_broker_auth_failed",
+            "1 while the broker refuses the client's authentication or TLS (SASL mechanism, credentials, "
+            "certificates): retrying will not help until the settings are fixed.", registry=r
         )
         self.database_ok = Gauge(
             "lifelong_ingest_database_ok",

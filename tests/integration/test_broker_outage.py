@@ -219,3 +219,32 @@ class TestReadinessOverHttp:
                 assert "lifelong_ingest_broker_connected 1.0" in http.get("/metrics").text.splitlines()
         finally:
             daemon.stop()
+
+
+class TestBrokerRefusesTheCredentials:
+    def test_a_sasl_failure_is_one_clear_line_a_metric_and_not_ready(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The embedded broker speaks no SASL: the client's handshake is refused as a real broker refuses a
+        wrong mechanism. Retrying cannot fix that, so it must be said once, plainly, not as a timeout loop."""
+        caplog.set_level(logging.INFO)
+        settings = settings_for(broker, topic, sqlite_url, tmp_path, kafka={
+            "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": "lifelong", "sasl_plain_password": "hunter2"})
+        with running_ingestor(settings) as running:
+            wait_for(lambda: "authentication or TLS failed" in (running.ingestor.health.last_error or ""),
+                     timeout_s=30, what="the failure to be named")
+            time.sleep(5)  # several retries later
+            health = running.ingestor.health
+            assert running.thread.is_alive() and not health.ready
+            assert "UnsupportedSaslMechanismError" in (health.last_error or "")
+            assert "kafka.security_protocol" in (health.last_error or "")
+            assert running.value("lifelong_ingest_broker_auth_failed") == 1
+            assert running.value("lifelong_ingest_broker_connected") == 0
+        ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest" and r.levelno >= logging.WARNING]
+        assert len([m for m in ours if "authentication or TLS failed" in m]) == 1, ours  # once, not per retry
+        assert "hunter2" not in caplog.text
+        record_case("Kafka SASL refused", inflicted="security_protocol SASL_PLAINTEXT against a broker that refuses "
+                    "the mechanism", checked="daemon up and not ready, one warning naming the error and the "
+                    "settings to fix, lifelong_ingest_broker_auth_failed = 1, no password in logs",
+                    warnings_logged=1)

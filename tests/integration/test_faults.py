@@ -12,6 +12,7 @@ worker reports progress.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -278,3 +279,61 @@ class TestArtifactWriteFails:
                     checked="run failed with the OS error as its reason; no partial directory; production and "
                             "its files unchanged; the next retrain succeeds",
                     produced=count, lost=0, failed_run_error=(run.error or "")[:80], next_run=again.outcome)
+
+
+class TestBrokerFrozen:
+    def test_sigstop_makes_the_daemon_not_ready_then_it_resumes_with_exact_counts(
+        self, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        """SIGSTOP keeps the broker's socket accepting connections: only a Kafka request shows it is gone."""
+        from daemon.broker import create_topics
+        from daemon.runtime import Daemon
+        from tests.conftest import settings_for
+
+        frozen_for_s = 15
+        with EmbeddedBroker(log_path=tmp_path / "tansu.log") as own:
+            topic = "frozen.topic"
+            create_topics(own.bootstrap_servers, [topic])
+            settings = settings_for(own, topic, sqlite_url, tmp_path, api={"port": 0, "token": TOKEN},
+                                    kafka={"request_timeout_ms": 5000})
+            create_topics(own.bootstrap_servers, [settings.kafka.promotions_topic])
+            before = produce(own.bootstrap_servers, topic, [record(f"before {i}", f"l{i % 3}") for i in range(200)])
+            daemon = Daemon(settings).start()
+            try:
+                with httpx.Client(base_url=daemon.api_url or "", headers=HEADERS, timeout=30) as client:
+                    wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] == before, what="stored")
+                    assert client.get("/readyz").status_code == 200
+                    pid = own._process.pid  # noqa: SLF001 - the test freezes the broker process itself
+                    os.kill(pid, signal.SIGSTOP)
+                    frozen_at = time.monotonic()
+                    try:
+                        wait_for(lambda: client.get("/readyz").status_code == 503, timeout_s=frozen_for_s,
+                                 what="not ready while the broker is frozen")
+                        not_ready_after_s = time.monotonic() - frozen_at
+                        readyz = client.get("/readyz").json()
+                        assert readyz["checks"]["broker"] is False and readyz["checks"]["database"] is True
+                        assert client.get("/healthz").status_code == 200  # up, only not ready
+                        time.sleep(max(0.0, frozen_for_s - (time.monotonic() - frozen_at)))
+                    finally:
+                        os.kill(pid, signal.SIGCONT)
+                    resumed_at = time.monotonic()
+                    after = produce(own.bootstrap_servers, topic, [record(f"after {i}", "l0") for i in range(100)])
+                    wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] == before + after,
+                             timeout_s=90, what="the records produced after the freeze")
+                    wait_for(lambda: client.get("/readyz").status_code == 200, timeout_s=30, what="ready again")
+                    recovery_s = time.monotonic() - resumed_at
+                    status = client.get("/v1/status").json()
+                    assert status["dead_letters"] == {} and status["samples"]["total"] == before + after
+            finally:
+                daemon.stop()
+        engine = make_engine(sqlite_url)
+        with Session(engine) as session:
+            counts = split_counts(session)
+        engine.dispose()
+        assert counts.train + counts.held_out == before + after  # none lost, none twice
+        record_case("broker frozen (SIGSTOP)", inflicted=f"SIGSTOP of the broker process for {frozen_for_s} s, then "
+                    "SIGCONT; its socket keeps accepting connections meanwhile",
+                    checked="/readyz 503 with checks.broker false while frozen (the probe is an ApiVersions "
+                            "request, not a TCP connect), /healthz 200, then every record stored once",
+                    produced=before + after, stored=counts.train + counts.held_out, dead_lettered=0, lost=0,
+                    not_ready_after_s=round(not_ready_after_s, 1), recovery_s=round(recovery_s, 1))
