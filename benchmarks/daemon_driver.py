@@ -52,6 +52,12 @@ class DaemonProcess:
         self.client: ControlClient | None = None
         self.sent = 0
 
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id while it runs (for resource sampling)."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def __enter__(self) -> DaemonProcess:
         try:
             self.start()

@@ -30,6 +30,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "continual": ("benchmarks.continual",
                   "Class-incremental stages through a real `lifelong run` (broker, retrain API, gate, /v1/predict), "
                   "with naive/replay/joint baselines and freshness."),
+    "soak": ("benchmarks.soak",
+             "A long stream with retrains through a real `lifelong run`: RSS and open files per chunk, nothing lost."),
+    "reliability": ("benchmarks.reliability",
+                    "Run the fault and abuse tests and write benchmarks/RELIABILITY.md from their figures."),
 }
 
 bench_app = typer.Typer(
