@@ -84,3 +84,18 @@ def drop_database(admin: str, name: str) -> None:
     with engine.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+def local_cluster_control(action: str) -> None:
+    """Stop or start the local Debian cluster (the fault tests' database outage).
+
+    Only the cluster this module started can be stopped: with ``LIFELONG_TEST_POSTGRES_URL``
+    pointing elsewhere the outage tests cannot run, and say so.
+    """
+    if os.environ.get(ADMIN_URL_ENV):
+        raise RuntimeError(f"{ADMIN_URL_ENV} names an external server; the outage test stops only the local cluster")
+    version = sorted(p.name for p in Path("/usr/lib/postgresql").iterdir())[-1]
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+    if action == "stop":
+        command += ["--", "-m", "fast"]  # what a crash or failover looks like to clients: sessions terminated
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)

@@ -337,3 +337,61 @@ class TestBrokerFrozen:
                             "request, not a TCP connect), /healthz 200, then every record stored once",
                     produced=before + after, stored=counts.train + counts.held_out, dead_lettered=0, lost=0,
                     not_ready_after_s=round(not_ready_after_s, 1), recovery_s=round(recovery_s, 1))
+
+
+@pytest.mark.postgres
+class TestPostgresStopped:
+    def test_ingestion_holds_while_postgres_is_down_and_resumes_without_a_restart(
+        self, broker: EmbeddedBroker, topic: str, postgres_admin_url: str, tmp_path: Path
+    ) -> None:
+        from sqlalchemy import func, select
+
+        from daemon.runtime import Daemon
+        from storage.engine import upgrade
+        from storage.models import Sample
+        from tests.conftest import settings_for
+        from tests.integration import _postgres
+
+        url, name = _postgres.create_database(postgres_admin_url)
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        settings = settings_for(broker, topic, url, tmp_path, api={"port": 0, "token": TOKEN})
+        daemon = Daemon(settings).start()
+        stopped = False
+        try:
+            with httpx.Client(base_url=daemon.api_url or "", headers=HEADERS, timeout=30) as client:
+                before = produce(broker.bootstrap_servers, topic, [record(f"pg before {i}", "a") for i in range(200)])
+                wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] == before, what="stored")
+                _postgres.local_cluster_control("stop")
+                stopped, stopped_at = True, time.monotonic()
+                during = produce(broker.bootstrap_servers, topic, [record(f"pg during {i}", "b") for i in range(300)])
+                wait_for(lambda: client.get("/readyz").status_code == 503, timeout_s=60, what="not ready")
+                readyz = client.get("/readyz").json()
+                assert readyz["checks"]["database"] is False, readyz
+                assert daemon.ingestor is not None and daemon.ingestor.health.database_ok is False
+                assert client.get("/healthz").status_code == 200
+                time.sleep(5)
+                _postgres.local_cluster_control("start")
+                stopped, started_at = False, time.monotonic()
+                down_s = started_at - stopped_at
+                wait_for(lambda: (client.get("/v1/status").json().get("samples") or {}).get("total") == before + during,
+                         timeout_s=120, what="the records produced while PostgreSQL was down")
+                wait_for(lambda: client.get("/readyz").status_code == 200, timeout_s=60, what="ready again")
+                recovery_s = time.monotonic() - started_at
+        finally:
+            if stopped:
+                _postgres.local_cluster_control("start")
+            daemon.stop()
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            texts = connection.execute(select(Sample.text)).scalars().all()
+            count = connection.execute(select(func.count()).select_from(Sample)).scalar_one()
+        engine.dispose()
+        _postgres.drop_database(postgres_admin_url, name)
+        assert count == len(set(texts)) == before + during  # each stored once, none skipped
+        record_case("PostgreSQL stopped during ingestion", inflicted="pg_ctlcluster stop -m fast (sessions "
+                    f"terminated) for {down_s:.0f} s while 300 records arrive, then start",
+                    checked="/readyz 503 with checks.database false, /healthz 200; without a restart every record "
+                            "stored once afterwards", produced=before + during, stored=count, dead_lettered=0,
+                    lost=before + during - count, recovery_s=round(recovery_s, 1))
