@@ -395,3 +395,78 @@ class TestPostgresStopped:
                     checked="/readyz 503 with checks.database false, /healthz 200; without a restart every record "
                             "stored once afterwards", produced=before + during, stored=count, dead_lettered=0,
                     lost=before + during - count, recovery_s=round(recovery_s, 1))
+
+
+@pytest.mark.postgres
+class TestGroupMemberKilled:
+    def test_the_survivor_takes_the_partitions_and_the_lease_and_stores_every_record_once(
+        self, broker: EmbeddedBroker, make_topic, postgres_admin_url: str, tmp_path: Path
+    ) -> None:
+        from sqlalchemy import func, select
+
+        from storage.engine import upgrade
+        from storage.models import Sample
+        from tests.integration import _postgres
+
+        topic = make_topic(partitions=2)
+        url, name = _postgres.create_database(postgres_admin_url)
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        group = {"LIFELONG_KAFKA__ASSIGNMENT": "group", "LIFELONG_KAFKA__GROUP_ID": f"g-{topic}",
+                 "LIFELONG_TRAINING__LEASE_TTL_S": str(LEASE_TTL_S), "LIFELONG_API__TOKEN": TOKEN}
+        members = []
+        for member in ("a", "b"):
+            (tmp_path / member).mkdir()
+            port = free_port()
+            members.append((start_lifelong_run(broker, topic, url, tmp_path / member, port, **group),
+                            f"http://127.0.0.1:{port}"))
+
+        def assigned(base: str) -> list[str]:
+            try:
+                return httpx.get(f"{base}/readyz", timeout=5).json().get("assigned") or []
+            except (httpx.HTTPError, ValueError):
+                return []
+
+        def stored() -> int:
+            check = make_engine(url)
+            try:
+                with check.connect() as connection:
+                    return int(connection.execute(select(func.count()).select_from(Sample)).scalar_one())
+            finally:
+                check.dispose()
+
+        try:
+            # tansu completes a group join in ~23 s; both members must hold a partition first.
+            wait_for(lambda: all(assigned(base) for _, base in members), timeout_s=150, what="both members assigned")
+            first = produce(broker.bootstrap_servers, topic, [record(f"g before {i}", "a", id=f"b{i}")
+                                                              for i in range(1000)])
+            wait_for(lambda: stored() == first, timeout_s=60, what="the first half stored by both members")
+            victim, survivor = members
+            victim[0].kill()
+            victim[0].wait(timeout=10)
+            killed_at = time.monotonic()
+            second = produce(broker.bootstrap_servers, topic, [record(f"g after {i}", "b", id=f"a{i}")
+                                                               for i in range(1000)])
+            wait_for(lambda: stored() == first + second, timeout_s=180, what="the survivor to store the rest")
+            recovery_s = time.monotonic() - killed_at
+            assert sorted(assigned(survivor[1])) == [f"{topic}[0]", f"{topic}[1]"]
+            status = httpx.get(f"{survivor[1]}/v1/status", headers=HEADERS, timeout=10).json()
+            wait_for(lambda: httpx.get(f"{survivor[1]}/v1/status", headers=HEADERS, timeout=10).json()
+                     ["training"]["lease"]["held_by_this_daemon"], timeout_s=LEASE_TTL_S + 30, what="the survivor's lease")
+        finally:
+            for process, _ in members:
+                process.kill()
+                process.wait(timeout=10)
+        check = make_engine(url)
+        with check.connect() as connection:
+            ids = connection.execute(select(Sample.external_id)).scalars().all()
+        check.dispose()
+        _postgres.drop_database(postgres_admin_url, name)
+        assert len(ids) == len(set(ids)) == first + second  # every record once, none skipped
+        assert status["dead_letters"] == {}
+        record_case("group member killed (PostgreSQL)", inflicted="two `lifelong run` in one consumer group on one "
+                    "PostgreSQL database; kill -9 of one after 1,000 records, 1,000 more produced",
+                    checked="the survivor is assigned both partitions, takes the training lease, every record "
+                            "stored exactly once", produced=first + second, stored=len(ids), dead_lettered=0,
+                    lost=first + second - len(ids), recovery_s=round(recovery_s, 1))
