@@ -97,6 +97,10 @@ class KafkaSettings(_Section):
     max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     fetch_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     request_timeout_ms: int = Field(default=30_000, ge=1000)
+    #: Group mode: the longest gap between polls before the group evicts this member.
+    #: Ingestion polls on its own thread and training runs in a worker process, so a
+    #: retrain of any length never comes near it (a fault test checks this at 12 s).
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     #: How long one connection attempt at start may block; the ingest loop retries with
     #: backoff, and a short attempt keeps shutdown prompt while the broker is down.
     bootstrap_timeout_ms: int = Field(default=5_000, ge=100)

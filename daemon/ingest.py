@@ -236,6 +236,7 @@ class Ingestor:
             max_partition_fetch_bytes=self.kafka.max_partition_fetch_bytes,
             fetch_max_bytes=self.kafka.fetch_max_bytes,
             request_timeout_ms=self.kafka.request_timeout_ms,
+            max_poll_interval_ms=self.kafka.max_poll_interval_ms,
             bootstrap_timeout_ms=self.kafka.bootstrap_timeout_ms,
             reconnect_backoff_max_ms=self.kafka.reconnect_backoff_max_ms,
             value_deserializer=None,

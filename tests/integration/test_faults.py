@@ -37,6 +37,8 @@ from tests.tiny_model import build_tiny_bert, synthetic_examples
 LABELS = ["c0", "c1", "c2", "c3"]
 TOKEN = "fault-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+#: Group mode's eviction gap in the group test, shorter than the retrain that runs there.
+MAX_POLL_INTERVAL_MS = 12_000
 #: A killed trainer's lease must expire before the restarted daemon may train and close its runs.
 LEASE_TTL_S = 5
 
@@ -399,8 +401,8 @@ class TestPostgresStopped:
 
 @pytest.mark.postgres
 class TestGroupMemberKilled:
-    def test_the_survivor_takes_the_partitions_and_the_lease_and_stores_every_record_once(
-        self, broker: EmbeddedBroker, make_topic, postgres_admin_url: str, tmp_path: Path
+    def test_a_long_retrain_evicts_no_one_and_the_survivor_of_a_kill_takes_partitions_and_lease(
+        self, broker: EmbeddedBroker, make_topic, postgres_admin_url: str, tmp_path: Path, tiny_bert: Path
     ) -> None:
         from sqlalchemy import func, select
 
@@ -414,7 +416,12 @@ class TestGroupMemberKilled:
         upgrade(engine)
         engine.dispose()
         group = {"LIFELONG_KAFKA__ASSIGNMENT": "group", "LIFELONG_KAFKA__GROUP_ID": f"g-{topic}",
-                 "LIFELONG_TRAINING__LEASE_TTL_S": str(LEASE_TTL_S), "LIFELONG_API__TOKEN": TOKEN}
+                 "LIFELONG_TRAINING__LEASE_TTL_S": str(LEASE_TTL_S), "LIFELONG_API__TOKEN": TOKEN,
+                 # A retrain below runs longer than this: the member must not be evicted meanwhile.
+                 "LIFELONG_KAFKA__MAX_POLL_INTERVAL_MS": str(MAX_POLL_INTERVAL_MS),
+                 "LIFELONG_TRAINING__BASE_MODEL": str(tiny_bert),
+                 "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "learning_rate": 0.005, "epochs": 100, '
+                                                '"batch_size": 16, "max_length": 24}'}
         members = []
         for member in ("a", "b"):
             (tmp_path / member).mkdir()
@@ -439,9 +446,22 @@ class TestGroupMemberKilled:
         try:
             # tansu completes a group join in ~23 s; both members must hold a partition first.
             wait_for(lambda: all(assigned(base) for _, base in members), timeout_s=150, what="both members assigned")
-            first = produce(broker.bootstrap_servers, topic, [record(f"g before {i}", "a", id=f"b{i}")
-                                                              for i in range(1000)])
-            wait_for(lambda: stored() == first, timeout_s=60, what="the first half stored by both members")
+            before_training = {base: sorted(assigned(base)) for _, base in members}
+            seed = produce(broker.bootstrap_servers, topic, [record(e.text, e.label, id=f"t{e.sample_id}")
+                                                             for e in synthetic_examples(LABELS[:2], 100, seed=1)])
+            wait_for(lambda: stored() == seed, timeout_s=60, what="training data stored")
+            trainer = next(base for _, base in members if httpx.get(f"{base}/v1/status", headers=HEADERS,
+                                                                    timeout=10).json()["training"]["lease"]
+                           ["held_by_this_daemon"])
+            run_id = httpx.post(f"{trainer}/v1/retrain", json={}, headers=HEADERS, timeout=10).json()["run_id"]
+            training_started = time.monotonic()
+            first = seed + produce(broker.bootstrap_servers, topic, [record(f"g before {i}", "a", id=f"b{i}")
+                                                                     for i in range(1000)])
+            wait_for(lambda: stored() == first, timeout_s=60, what="records stored while the retrain runs")
+            time.sleep(max(0.0, (MAX_POLL_INTERVAL_MS / 1000) * 1.5 - (time.monotonic() - training_started)))
+            run = httpx.get(f"{trainer}/v1/runs/{run_id}", headers=HEADERS, timeout=10).json()
+            assert run["status"] == "running", run  # still training, well past max_poll_interval_ms
+            assert {base: sorted(assigned(base)) for _, base in members} == before_training  # no rebalance
             victim, survivor = members
             victim[0].kill()
             victim[0].wait(timeout=10)
@@ -465,8 +485,9 @@ class TestGroupMemberKilled:
         _postgres.drop_database(postgres_admin_url, name)
         assert len(ids) == len(set(ids)) == first + second  # every record once, none skipped
         assert status["dead_letters"] == {}
-        record_case("group member killed (PostgreSQL)", inflicted="two `lifelong run` in one consumer group on one "
-                    "PostgreSQL database; kill -9 of one after 1,000 records, 1,000 more produced",
-                    checked="the survivor is assigned both partitions, takes the training lease, every record "
-                            "stored exactly once", produced=first + second, stored=len(ids), dead_lettered=0,
+        record_case("group: long retrain, then a member killed (PostgreSQL)", inflicted="two `lifelong run` in "
+                    f"one consumer group on one PostgreSQL database, max_poll_interval_ms {MAX_POLL_INTERVAL_MS}; a "
+                    "retrain running 1.5x that while 1,000 records arrive; kill -9 of one member, 1,000 more",
+                    checked="no rebalance and ingestion goes on during the retrain; the survivor is assigned both "
+                            "partitions, takes the training lease, every record stored exactly once", produced=first + second, stored=len(ids), dead_lettered=0,
                     lost=first + second - len(ids), recovery_s=round(recovery_s, 1))
