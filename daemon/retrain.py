@@ -133,6 +133,8 @@ class RetrainCoordinator:
             status, outcome = "failed", None
         finally:
             self.metrics.training_in_progress.set(0)
-            _return_freed_memory()
+        # Counted before anything slow: a client that has seen the run end in the database
+        # scrapes next, and must find it counted.
         self.metrics.observe_run(status=status, outcome=outcome, seconds=time.monotonic() - started,
                                  finished_at=time.time())
+        _return_freed_memory()

@@ -243,14 +243,14 @@ _routes = st.sampled_from([
 
 
 class TestNoBodyGetsA500:
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(route=_routes, body=_bodies)
     def test_any_body_on_any_route(self, served: Daemon, route: tuple[str, str], body: bytes) -> None:
         with _client(served) as client:
             response = _send(client, route[0], route[1], content=body)
         assert response.status_code < 500, (route, body, response.text)
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(segment=st.text(min_size=1, max_size=40), limit=st.text(max_size=12))
     def test_any_path_or_query_value(self, served: Daemon, segment: str, limit: str) -> None:
         quoted = quote(segment, safe="")

@@ -292,7 +292,7 @@ class TestBrokerFrozen:
         from daemon.runtime import Daemon
         from tests.conftest import settings_for
 
-        frozen_for_s = 15
+        frozen_for_s = 8
         with EmbeddedBroker(log_path=tmp_path / "tansu.log") as own:
             topic = "frozen.topic"
             create_topics(own.bootstrap_servers, [topic])
