@@ -6,6 +6,9 @@ lands there reliably. With ``LIFELONG_TEST_KILL_AT=<name>[,<name>…]`` in its e
 the process SIGKILLs itself when it reaches one of the named points (nothing is
 flushed, no handler runs: the same as the kernel's OOM killer). Unset, a point is one
 dictionary lookup.
+
+In-process tests can instead :func:`arm` a point with an action (stop the database right
+after the candidate is published, say); :func:`disarm` removes it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 
-__all__ = ["AFTER_ALIAS", "AFTER_PUBLISH", "ENV", "reached"]
+__all__ = ["AFTER_ALIAS", "AFTER_PUBLISH", "ENV", "arm", "disarm", "reached"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +28,24 @@ AFTER_PUBLISH = "after_publish"
 #: The production alias has moved (committed); the process has not yet served or announced it.
 AFTER_ALIAS = "after_alias"
 
+_armed: dict[str, Callable[[], None]] = {}
+
+
+def arm(name: str, action: Callable[[], None]) -> None:
+    """Run ``action`` (once) when this process next reaches ``name``."""
+    _armed[name] = action
+
+
+def disarm(name: str) -> None:
+    _armed.pop(name, None)
+
 
 def reached(name: str) -> None:
-    """Kill this process here if the environment names ``name``."""
+    """Kill this process here if the environment names ``name``; run the action armed for it."""
+    action = _armed.pop(name, None)
+    if action is not None:
+        logger.warning("failpoint %s reached: running its armed action", name)
+        action()
     wanted = os.environ.get(ENV)
     if wanted and name in wanted.split(","):
         logger.warning("failpoint %s reached: killing this process (%s)", name, ENV)

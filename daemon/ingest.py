@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -139,6 +140,7 @@ class Ingestor:
         self._consumer_factory = consumer_factory
         self._consumer: KafkaConsumer | None = None
         self._dead_letter_producer: KafkaProducer | None = None
+        self._probe_tls: ssl.SSLContext | None = None
         self._limits = Limits(
             max_text_chars=ingest.max_text_chars,
             max_label_chars=ingest.max_label_chars,
@@ -178,8 +180,8 @@ class Ingestor:
                     self._note_error(f"kafka: {exc.__class__.__name__}: {exc}")
                 else:
                     message = (f"kafka: authentication or TLS failed ({auth}); retrying will not help until "
-                               "kafka.security_protocol, kafka.sasl_mechanism, the credentials or the certificates "
-                               "are fixed")
+                               "kafka.security_protocol, kafka.sasl_mechanism and the credentials, or the "
+                               "certificates (kafka.ssl_cafile, ssl_certfile, ssl_keyfile) are fixed")
                     if message != self.health.last_error:  # said once, not on every retry
                         self._note_error(message)
                 self.health.broker_connected = False
@@ -507,7 +509,17 @@ class Ingestor:
     # ------------------------------------------------------------------ health
 
     def _check_broker(self) -> None:
-        connected = any(_broker_answers(server) for server in self._broker_addresses())
+        if self._probe_tls is None and self.kafka.security_protocol.endswith("SSL"):
+            try:
+                self._probe_tls = _tls_context(self.kafka)
+            except (OSError, ValueError) as exc:  # ssl.SSLError included: a missing or unreadable file
+                message = f"kafka: cannot load the TLS files (kafka.ssl_cafile, ssl_certfile, ssl_keyfile): {exc}"
+                if message != self.health.last_error:
+                    self._note_error(message)
+                self.health.broker_connected = False
+                self.metrics.broker_connected.set(0)
+                return
+        connected = any(_broker_answers(server, tls=self._probe_tls) for server in self._broker_addresses())
         if connected != self.health.broker_connected:
             if connected:
                 logger.info("broker reachable again")
@@ -548,7 +560,19 @@ _API_VERSIONS_PROBE = (lambda client: struct.pack(">ihhih", 2 + 2 + 4 + 2 + len(
                        + client)(b"lifelong-health")
 
 
-def _broker_answers(address: str, timeout_s: float = 2.0) -> bool:
+def _tls_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """The TLS the consumer speaks, for the health probe: a plaintext probe of a TLS listener never
+    gets an answer, and would hold an SSL deployment not ready forever."""
+    context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    context.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile is not None:
+        password = kafka.ssl_password.get_secret_value() if kafka.ssl_password is not None else None
+        context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+                                password)
+    return context
+
+
+def _broker_answers(address: str, timeout_s: float = 2.0, *, tls: ssl.SSLContext | None = None) -> bool:
     """Whether a Kafka broker at ``address`` answers a request, not merely accepts a connection.
 
     A broker that is frozen (SIGSTOP, a GC pause, a hung disk) or wedged still has its
@@ -557,16 +581,21 @@ def _broker_answers(address: str, timeout_s: float = 2.0) -> bool:
     tells that it is serving.
     """
     host, _, port = address.rpartition(":")
+    header = b""
     try:
-        with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s) as sock:
+        sock = socket.create_connection((host or "localhost", int(port)), timeout=timeout_s)
+        try:
+            if tls is not None:  # the handshake; the TLS socket takes over the descriptor
+                sock = tls.wrap_socket(sock, server_hostname=host or "localhost")
             sock.settimeout(timeout_s)
             sock.sendall(_API_VERSIONS_PROBE)
-            header = b""
             while len(header) < 8:
                 chunk = sock.recv(8 - len(header))
                 if not chunk:
                     return False
                 header += chunk
+        finally:
+            sock.close()
     except (OSError, ValueError):
         return False
     return struct.unpack(">i", header[4:8])[0] == 0x6C6C

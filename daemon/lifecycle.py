@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from daemon.config import Settings
@@ -42,12 +43,18 @@ from learners.train import TrainingSpec
 from learners.worker import TrainingWorker, remove_partial_outputs
 from storage import registry
 from storage.artifacts import ArtifactError, ArtifactStore
+from storage.errors import StoreUnavailable
 from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun
 from storage.samples import examples_by_ids, heldout_examples, recent_training_examples, training_examples
 
 __all__ = ["ActionRefused", "Lifecycle", "TrainerLease", "UnknownVersion"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a run that failed because the database went away keeps trying to record its
+#: end: an outage of minutes then ends the run recorded, and the next retrain can start,
+#: without restarting the daemon.
+RECORD_FAILURE_WITHIN_S = 600.0
 
 
 class ActionRefused(Exception):
@@ -106,6 +113,8 @@ class Lifecycle:
         #: Held while production moves (alias commit -> predictor swap), so that
         #: following production from the database never races a promotion in this process.
         self._moving = threading.Lock()
+        #: Set when the daemon shuts down: a failed run stops waiting for the database to record it.
+        self.shutting_down = threading.Event()
 
     # ------------------------------------------------------------------ start-up
 
@@ -299,10 +308,30 @@ class Lifecycle:
             return self._finish(run_id, "succeeded", outcome=outcome_name)
         except Exception as exc:  # noqa: BLE001 - every run must end recorded, whatever broke
             logger.exception("retrain run %d failed", run_id)
-            return self._finish(run_id, "failed", error_reason="error", error=f"{type(exc).__name__}: {exc}")
+            return self._record_failure(run_id, exc)
         finally:
             if candidate_dir is not None:
                 shutil.rmtree(candidate_dir, ignore_errors=True)
+
+    def _record_failure(self, run_id: int, exc: Exception) -> TrainingRun:
+        """End the run as failed, waiting out a database outage (bounded, and not past a cancel)."""
+        unavailable = (DBAPIError, StoreUnavailable)
+        reason = "database_unavailable" if isinstance(exc, unavailable) else "error"
+        error = f"{type(exc).__name__}: {exc}"
+        deadline = time.monotonic() + RECORD_FAILURE_WITHIN_S
+        told = False
+        while True:
+            try:
+                return self._finish(run_id, "failed", error_reason=reason, error=error)
+            except unavailable:
+                # A lost lease (the outage itself takes it) is no reason to stop: the run is still ours.
+                if time.monotonic() >= deadline or self.shutting_down.is_set():
+                    raise
+                if not told:
+                    logger.warning("run %d failed and the database cannot record it yet; retrying until it can "
+                                   "(at most %.0f s)", run_id, RECORD_FAILURE_WITHIN_S)
+                    told = True
+                self.shutting_down.wait(0.5)
 
     def _stopping(self) -> bool:
         """Whether the cycle must stop at this step boundary: cancelled, or no longer the trainer."""

@@ -107,6 +107,7 @@ class RetrainCoordinator:
         """Accept no new runs (shutdown); an active run carries on until waited for or cancelled."""
         with self._lock:
             self._closed = True
+        self.lifecycle.shutting_down.set()
 
     def cancel(self, reason: str) -> None:
         """Cancel the active run, if any (it ends recorded as cancelled, nothing published)."""

@@ -11,11 +11,17 @@ start of each connection (what kafka-python's ``proxy_url="http://..."`` sends) 
 then forwards to its fixed target whatever address was asked for. Tests use that as
 a side door to the broker: a producer given ``proxy_url`` reaches the broker even
 for the advertised (cut) address.
+
+With ``tls`` (a server-side :class:`ssl.SSLContext`) the proxy terminates TLS in front
+of the plaintext broker: the embedded broker has no working TLS listener, and this is
+how a test gets a Kafka endpoint whose certificate a client may or may not trust.
 """
 
 from __future__ import annotations
 
+import select
 import socket
+import ssl
 import threading
 from types import TracebackType
 
@@ -34,11 +40,13 @@ class TcpProxy:
     """
 
     def __init__(
-        self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int = 0, http_connect: bool = False
+        self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int = 0, http_connect: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.target = target
         self.host = host
         self.http_connect = http_connect
+        self.tls = tls
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -130,16 +138,44 @@ class TcpProxy:
         try:
             if self.http_connect:
                 _answer_connect(client)
+            if self.tls is not None:
+                plain = client
+                client.settimeout(10)
+                client = self.tls.wrap_socket(client, server_side=True)  # the handshake; a distrusting client aborts it
+                client.settimeout(None)
+                with self._lock:
+                    self._sockets.discard(plain)  # detached by wrap_socket: the TLS socket owns the descriptor now
+                if not self._track(client):
+                    return
             upstream = socket.create_connection(self.target, timeout=5)
             upstream.settimeout(None)
-        except OSError:
+        except OSError:  # ssl.SSLError included
             self._untrack(client)
             return
         if not self._track(upstream):
             self._untrack(client)
             return
+        if isinstance(client, ssl.SSLSocket):
+            # One OpenSSL connection must not be read and written from two threads at once.
+            threading.Thread(target=self._pump_both, args=(client, upstream), name="proxy-pump", daemon=True).start()
+            return
         for source, sink in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pump, args=(source, sink), name="proxy-pump", daemon=True).start()
+
+    def _pump_both(self, secure: ssl.SSLSocket, upstream: socket.socket) -> None:
+        """Both directions on one thread (for a TLS client side)."""
+        try:
+            while True:
+                readable = [secure] if secure.pending() else select.select([secure, upstream], [], [], 0.5)[0]
+                for source in readable:
+                    chunk = source.recv(_CHUNK)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    (upstream if source is secure else secure).sendall(chunk)
+        except (OSError, ValueError):
+            pass
+        self._untrack(secure)
+        self._untrack(upstream)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from kafka import KafkaProducer
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -248,3 +250,63 @@ class TestBrokerRefusesTheCredentials:
                     "the mechanism", checked="daemon up and not ready, one warning naming the error and the "
                     "settings to fix, lifelong_ingest_broker_auth_failed = 1, no password in logs",
                     warnings_logged=1)
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, Path]]:
+    """A broker reachable only over TLS (a terminating proxy with a throwaway CA's certificate), and that CA."""
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    real_port = free_port()
+    with TcpProxy(("127.0.0.1", real_port), tls=server) as proxy:
+        with EmbeddedBroker(port=real_port, advertised_port=proxy.port, log_path=tmp_path / "tansu.log") as broker:
+            create_topics(proxy.address, ["test.tls"], security_protocol="SSL", ssl_cafile=str(ca_file))
+            yield broker, ca_file
+
+
+class TestBrokerCertificateNotTrusted:
+    def test_a_tls_failure_is_one_clear_line_a_metric_and_not_ready_and_the_right_ca_works(
+        self, tls_broker: tuple[EmbeddedBroker, Path], sqlite_url: str, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The broker's certificate is signed by a CA the daemon was not given: every handshake fails the
+        same way, so it is named once; given the CA, the same endpoint works (the failure was the trust)."""
+        broker, ca_file = tls_broker
+        caplog.set_level(logging.INFO)
+        distrusting = settings_for(broker, "test.tls", sqlite_url, tmp_path, kafka={"security_protocol": "SSL"})
+        with running_ingestor(distrusting) as running:
+            wait_for(lambda: "authentication or TLS failed" in (running.ingestor.health.last_error or ""),
+                     timeout_s=30, what="the failure to be named")
+            time.sleep(5)  # several retries later
+            health = running.ingestor.health
+            assert running.thread.is_alive() and not health.ready
+            assert "CERTIFICATE_VERIFY_FAILED" in (health.last_error or "") or "SSLCertVerificationError" in (
+                health.last_error or ""), health.last_error
+            assert "kafka.ssl_cafile" in (health.last_error or "")
+            assert running.value("lifelong_ingest_broker_auth_failed") == 1
+            assert running.value("lifelong_ingest_broker_connected") == 0
+        ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest" and r.levelno >= logging.WARNING]
+        assert len([m for m in ours if "authentication or TLS failed" in m]) == 1, ours  # once, not per retry
+
+        trusting = settings_for(broker, "test.tls", sqlite_url, tmp_path,
+                                kafka={"security_protocol": "SSL", "ssl_cafile": str(ca_file)})
+        texts = _texts("tls", 20)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, security_protocol="SSL",
+                                 ssl_cafile=str(ca_file), linger_ms=5)
+        try:
+            for future in [producer.send("test.tls", value=record(t, _label(t))) for t in texts]:
+                future.get(timeout=30)
+        finally:
+            producer.close()
+        with running_ingestor(trusting) as running:
+            wait_for(lambda: _stored_texts(running) == sorted(texts), timeout_s=60, what="records stored over TLS")
+            assert running.ingestor.health.ready
+            assert running.value("lifelong_ingest_broker_auth_failed") == 0
+        record_case("Kafka TLS certificate not trusted", inflicted="security_protocol SSL against a TLS endpoint "
+                    "whose certificate a CA the daemon was not given signed", checked="daemon up and not ready, one "
+                    "warning naming the error and the settings to fix, lifelong_ingest_broker_auth_failed = 1; with "
+                    "kafka.ssl_cafile set, the same endpoint stores every record", warnings_logged=1,
+                    produced=len(texts), stored=len(texts), lost=0)

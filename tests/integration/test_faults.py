@@ -400,6 +400,105 @@ class TestPostgresStopped:
 
 
 @pytest.mark.postgres
+class TestPostgresStoppedDuringPromotion:
+    def test_the_run_fails_recorded_production_stays_and_the_next_retrain_promotes_without_a_restart(
+        self, broker: EmbeddedBroker, topic: str, postgres_admin_url: str, tmp_path: Path, tiny_bert: Path
+    ) -> None:
+        """PostgreSQL goes away right after the candidate is published, before the decision and the
+        alias move: the alias must not half-move, the run must end recorded once the database is back,
+        and the same daemon must train and promote again."""
+        import threading
+
+        from daemon.runtime import Daemon
+        from storage.engine import upgrade
+        from tests.conftest import settings_for
+        from tests.integration import _postgres
+
+        url, name = _postgres.create_database(postgres_admin_url)
+        engine = make_engine(url)
+        upgrade(engine)
+        settings = settings_for(broker, topic, url, tmp_path, api={"port": 0, "token": TOKEN}, training={
+            "base_model": str(tiny_bert), "lease_ttl_s": LEASE_TTL_S, "buffer": {"size": 60},
+            "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24}})
+        daemon = Daemon(settings).start()
+        outage: dict[str, float] = {}
+
+        def stop_postgres_for_a_while() -> None:
+            _postgres.local_cluster_control("stop")
+            outage["stopped"] = time.monotonic()
+
+            def start_again() -> None:
+                time.sleep(6)
+                outage["started"] = time.monotonic()
+                _postgres.local_cluster_control("start")
+                outage["up"] = time.monotonic()
+
+            threading.Thread(target=start_again, daemon=True).start()
+
+        sent = 0
+
+        def send(client: httpx.Client, labels: list[str], seed: int) -> None:
+            nonlocal sent
+            sent += produce(broker.bootstrap_servers, topic, [record(e.text, e.label, id=f"{seed}-{e.sample_id}")
+                                                              for e in synthetic_examples(labels, 40, seed=seed)])
+            wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] == sent, what=f"{sent} stored")
+
+        def run_to_end(client: httpx.Client, run_id: int) -> dict[str, Any]:
+            def ended() -> dict[str, Any] | None:
+                try:
+                    run = client.get(f"/v1/runs/{run_id}").json()
+                except (httpx.HTTPError, ValueError):
+                    return None
+                return run if run.get("status") not in (None, "running") else None
+            wait_for(lambda: ended() is not None, timeout_s=240, what=f"run {run_id} to end")
+            return ended() or {}
+
+        try:
+            with httpx.Client(base_url=daemon.api_url or "", headers=HEADERS, timeout=30) as client:
+                send(client, LABELS[:2], seed=1)
+                first = run_to_end(client, client.post("/v1/retrain", json={}).json()["run_id"])
+                assert first["outcome"] == "promoted", first
+                production = client.get("/v1/status").json()["serving"]
+                with Session(engine) as session:
+                    before = {a: registry.get_alias(session, a) for a in (registry.PRODUCTION, registry.PREVIOUS)}
+                assert before[registry.PRODUCTION] == production
+                send(client, LABELS[2:], seed=2)
+
+                failpoints.arm(failpoints.AFTER_PUBLISH, stop_postgres_for_a_while)
+                failed = run_to_end(client, client.post("/v1/retrain", json={}).json()["run_id"])
+                assert "started" in outage, "the run ended before the database was back"
+                assert (failed["status"], failed["error_reason"]) == ("failed", "database_unavailable"), failed
+                with Session(engine) as session:
+                    aliases = {a: registry.get_alias(session, a) for a in (registry.PRODUCTION, registry.PREVIOUS)}
+                    versions = [v.name for v in registry.list_versions(session)]
+                assert aliases == before, aliases  # neither alias moved, not one of the two
+                assert len(versions) == 2  # the published candidate stays on record, undecided
+                assert client.get("/v1/status").json()["serving"] == production
+
+                wait_for(lambda: client.get("/readyz").status_code == 200, timeout_s=60, what="ready again")
+                wait_for(lambda: client.get("/v1/status").json()["training"]["lease"]["held_by_this_daemon"],
+                         timeout_s=LEASE_TTL_S + 30, what="the lease back")
+                recovered = run_to_end(client, client.post("/v1/retrain", json={}).json()["run_id"])
+                assert recovered["outcome"] == "promoted", recovered
+                recovery_s = time.monotonic() - outage["started"]
+                assert client.get("/v1/status").json()["serving"] == recovered["candidate_version"]
+                total = client.get("/v1/status").json()["samples"]["total"]
+        finally:
+            failpoints.disarm(failpoints.AFTER_PUBLISH)
+            if "stopped" in outage and "up" not in outage:
+                wait_for(lambda: "up" in outage, timeout_s=60, what="PostgreSQL started again")
+            daemon.stop()
+            engine.dispose()
+        _postgres.drop_database(postgres_admin_url, name)
+        assert total == sent
+        record_case("PostgreSQL stopped during a promotion", inflicted="pg_ctlcluster stop -m fast right after the "
+                    "candidate was published, before the decision and the alias move; started again 6 s later",
+                    checked="run recorded failed (database_unavailable) once the database was back, production and "
+                            "previous aliases unchanged and served, the next retrain promoted without a restart",
+                    produced=sent, stored=total, lost=sent - total, recovery_s=round(recovery_s, 1))
+
+
+@pytest.mark.postgres
 class TestGroupMemberKilled:
     def test_a_long_retrain_evicts_no_one_and_the_survivor_of_a_kill_takes_partitions_and_lease(
         self, broker: EmbeddedBroker, make_topic, postgres_admin_url: str, tmp_path: Path, tiny_bert: Path
