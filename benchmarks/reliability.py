@@ -34,6 +34,7 @@ SUITE = [
     "tests/integration/test_faults.py",
     "tests/integration/test_broker_outage.py::TestBrokerGoneMidRun",
     "tests/integration/test_broker_outage.py::TestBrokerRefusesTheCredentials",
+    "tests/integration/test_broker_outage.py::TestBrokerCertificateNotTrusted",
     "tests/integration/test_database_unavailable.py::TestFailedWriteLeaksNoSampleText",
     "tests/integration/test_ingest_exactly_once.py::TestFuzzedRecords",
     "tests/integration/test_api_abuse.py",

@@ -223,6 +223,22 @@ class TestReadinessOverHttp:
             daemon.stop()
 
 
+def _refused_for_good(running: RunningIngestor, caplog: pytest.LogCaptureFixture, *errors: str) -> None:
+    """What a security failure must look like: named once (not per retry) with the settings to fix,
+    the auth metric set, the daemon up and not ready."""
+    wait_for(lambda: "authentication or TLS failed" in (running.ingestor.health.last_error or ""),
+             timeout_s=30, what="the failure to be named")
+    time.sleep(5)  # several retries later
+    health = running.ingestor.health
+    assert running.thread.is_alive() and not health.ready
+    assert any(error in (health.last_error or "") for error in errors), health.last_error
+    assert "kafka.security_protocol" in (health.last_error or "") and "kafka.ssl_cafile" in (health.last_error or "")
+    assert running.value("lifelong_ingest_broker_auth_failed") == 1
+    assert running.value("lifelong_ingest_broker_connected") == 0
+    ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest" and r.levelno >= logging.WARNING]
+    assert len([m for m in ours if "authentication or TLS failed" in m]) == 1, ours
+
+
 class TestBrokerRefusesTheCredentials:
     def test_a_sasl_failure_is_one_clear_line_a_metric_and_not_ready(
         self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -234,17 +250,7 @@ class TestBrokerRefusesTheCredentials:
             "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
             "sasl_plain_username": "lifelong", "sasl_plain_password": "hunter2"})
         with running_ingestor(settings) as running:
-            wait_for(lambda: "authentication or TLS failed" in (running.ingestor.health.last_error or ""),
-                     timeout_s=30, what="the failure to be named")
-            time.sleep(5)  # several retries later
-            health = running.ingestor.health
-            assert running.thread.is_alive() and not health.ready
-            assert "UnsupportedSaslMechanismError" in (health.last_error or "")
-            assert "kafka.security_protocol" in (health.last_error or "")
-            assert running.value("lifelong_ingest_broker_auth_failed") == 1
-            assert running.value("lifelong_ingest_broker_connected") == 0
-        ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest" and r.levelno >= logging.WARNING]
-        assert len([m for m in ours if "authentication or TLS failed" in m]) == 1, ours  # once, not per retry
+            _refused_for_good(running, caplog, "UnsupportedSaslMechanismError")
         assert "hunter2" not in caplog.text
         record_case("Kafka SASL refused", inflicted="security_protocol SASL_PLAINTEXT against a broker that refuses "
                     "the mechanism", checked="daemon up and not ready, one warning naming the error and the "
@@ -278,18 +284,7 @@ class TestBrokerCertificateNotTrusted:
         caplog.set_level(logging.INFO)
         distrusting = settings_for(broker, "test.tls", sqlite_url, tmp_path, kafka={"security_protocol": "SSL"})
         with running_ingestor(distrusting) as running:
-            wait_for(lambda: "authentication or TLS failed" in (running.ingestor.health.last_error or ""),
-                     timeout_s=30, what="the failure to be named")
-            time.sleep(5)  # several retries later
-            health = running.ingestor.health
-            assert running.thread.is_alive() and not health.ready
-            assert "CERTIFICATE_VERIFY_FAILED" in (health.last_error or "") or "SSLCertVerificationError" in (
-                health.last_error or ""), health.last_error
-            assert "kafka.ssl_cafile" in (health.last_error or "")
-            assert running.value("lifelong_ingest_broker_auth_failed") == 1
-            assert running.value("lifelong_ingest_broker_connected") == 0
-        ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest" and r.levelno >= logging.WARNING]
-        assert len([m for m in ours if "authentication or TLS failed" in m]) == 1, ours  # once, not per retry
+            _refused_for_good(running, caplog, "CERTIFICATE_VERIFY_FAILED", "SSLCertVerificationError")
 
         trusting = settings_for(broker, "test.tls", sqlite_url, tmp_path,
                                 kafka={"security_protocol": "SSL", "ssl_cafile": str(ca_file)})
