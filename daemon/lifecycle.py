@@ -38,7 +38,7 @@ from learners.config import STRATEGY_COMPONENTS
 from learners.data import Example
 from learners.errors import LearnerError, TrainingFailed
 from learners.model import load_classifier
-from learners.strategies import Progress
+from learners.handoff import Progress
 from learners.train import TrainingSpec
 from learners.worker import TrainingWorker, remove_partial_outputs
 from storage import registry

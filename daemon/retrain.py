@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from daemon.lifecycle import Lifecycle, TrainerLease
 from daemon.metrics import Metrics
-from learners.strategies import Progress
+from learners.handoff import Progress
 
 __all__ = ["RetrainCoordinator", "RetrainRefused", "RetrainTicket"]
 

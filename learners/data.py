@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from avalanche.benchmarks.utils import DataAttribute
-from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
 from torch import Tensor
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:  # Avalanche is imported only where a dataset is built (see learners.handoff)
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
 from transformers import PreTrainedTokenizerBase
 
 __all__ = ["Example", "PadCollate", "encode_texts", "make_dataset", "pack_batch"]
@@ -96,6 +97,9 @@ def make_dataset(
     ValueError
         An example's label is not in ``label_index`` (grow the model first).
     """
+    from avalanche.benchmarks.utils import DataAttribute
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
+
     unknown = sorted({ex.label for ex in examples} - set(label_index))
     if unknown:
         raise ValueError(f"labels not in the model's label map: {unknown[:10]}")

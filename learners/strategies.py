@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from learners.config import STRATEGY_COMPONENTS, StrategyConfig
+from learners.handoff import LearnerState, Progress
 
 
 __all__ = [
@@ -53,26 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class Progress:
-    """A training progress report."""
-
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    examples: int
-    examples_per_second: float
-    loss: float
-
-
-@dataclass
-class LearnerState:
-    """What a strategy must carry from one version to the next: named tensors plus metadata."""
-
-    tensors: dict[str, Tensor] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class _GivenMemory(ExemplarsBuffer):

@@ -36,7 +36,7 @@ from learners.discriminant import DiscriminantStats, embed_texts
 from learners.errors import ModelLoadError
 from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
 from learners.config import StrategyConfig
-from learners.strategies import LearnerState, Progress, build_strategy, export_state
+from learners.handoff import LearnerState, Progress
 
 __all__ = [
     "STATE_JSON",
@@ -216,9 +216,6 @@ def train_candidate(
     model.to(device).train()
     loaded.max_length = config.max_length
     index = {label: i for i, label in enumerate(model.labels)}
-    train_data = make_dataset(spec.train, tokenizer=loaded.tokenizer, label_index=index, max_length=config.max_length)
-    memory = (make_dataset(spec.replay, tokenizer=loaded.tokenizer, label_index=index, max_length=config.max_length)
-              if spec.replay else None)
 
     losses: list[float] = []
     examples_seen = [0]
@@ -235,9 +232,16 @@ def train_candidate(
         train_seconds = time.perf_counter() - train_started
         examples_seen[0] = len(spec.train)
     else:
+        # Built only here: a discriminant head needs no Avalanche dataset, and so no Avalanche import.
+        train_data = make_dataset(spec.train, tokenizer=loaded.tokenizer, label_index=index,
+                                  max_length=config.max_length)
+        memory = (make_dataset(spec.replay, tokenizer=loaded.tokenizer, label_index=index,
+                               max_length=config.max_length) if spec.replay else None)
         with warnings.catch_warnings():
             # Avalanche warns that no metric loggers are attached: lifelong evaluates on its own.
             warnings.filterwarnings("ignore", message="No loggers specified")
+            from learners.strategies import build_strategy, export_state  # Avalanche: the worker only
+
             strategy = build_strategy(
                 model=model, config=config, device=device, memory=memory, state=parent.state,
                 parent_model=parent_model, parent_label_count=len(parent_labels), generation=parent.generation,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from learners.errors import TrainingFailed
-from learners.strategies import Progress
+from learners.handoff import Progress
 from learners.train import TrainingResult, TrainingSpec, train_candidate
 
 __all__ = ["PARTIAL_MARKER", "TrainingWorker", "remove_partial_outputs"]

@@ -14,7 +14,7 @@ import pytest
 from learners.buffer import BufferConfig
 from learners.errors import TrainingFailed
 from learners.config import StrategyConfig
-from learners.strategies import Progress
+from learners.handoff import Progress
 from learners.train import TrainingSpec
 from learners.worker import PARTIAL_MARKER, TrainingWorker, remove_partial_outputs
 from tests.tiny_model import build_tiny_bert, synthetic_examples

@@ -140,18 +140,18 @@ def _check_contract(got: ValidRecord | Rejection) -> None:
 
 
 class TestValidateProperties:
-    @settings(max_examples=500)
+    @settings(max_examples=500, deadline=None)
     @given(st.binary(max_size=300))
     def test_any_bytes(self, value: bytes) -> None:
         _check_contract(validate(value, LIMITS))
 
-    @settings(max_examples=500)
+    @settings(max_examples=500, deadline=None)
     @given(st.fixed_dictionaries({}, optional={"text": _json_values, "label": _json_values, "id": _json_values,
                                                "ts": _json_values, "meta": _json_values}))
     def test_any_object_with_the_contract_keys(self, obj: dict) -> None:
         _check_contract(validate(json.dumps(obj).encode(), LIMITS))
 
-    @settings(max_examples=300)
+    @settings(max_examples=300, deadline=None)
     @given(text=_nasty_strings, label=_nasty_strings, meta=_nasty_strings)
     def test_escapes_json_dumps_never_writes(self, text: str, label: str, meta: str) -> None:
         raw = f'{{"text": {text}, "label": {label}, "meta": {{"k": {meta}}}}}'.encode()
