@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
 
 if TYPE_CHECKING:  # Avalanche is imported only where a dataset is built (see learners.handoff)
     from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
-from transformers import PreTrainedTokenizerBase
 
 __all__ = ["Example", "PadCollate", "encode_texts", "make_dataset", "pack_batch"]
 
