@@ -57,6 +57,10 @@ __all__ = ["IngestHealth", "Ingestor"]
 logger = logging.getLogger(__name__)
 
 _HEALTH_CHECK_INTERVAL_S = 2.0
+#: How long the broker probe waits for an answer.
+_PROBE_TIMEOUT_S = 2.0
+#: Unanswered probes in a row before the outage is logged as an ERROR (a warning before).
+_PROBES_BEFORE_ERROR = 3
 _PARTITION_REFRESH_INTERVAL_S = 30.0
 
 ConsumerFactory = Callable[..., KafkaConsumer]
@@ -149,6 +153,7 @@ class Ingestor:
         )
         self._policy = HeldOutPolicy(fraction=ingest.heldout_fraction, min_per_label=ingest.heldout_min_per_label)
         self._next_health_check = 0.0
+        self._failed_probes = 0
         self._next_partition_refresh = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -520,11 +525,17 @@ class Ingestor:
                 self.metrics.broker_connected.set(0)
                 return
         connected = any(_broker_answers(server, tls=self._probe_tls) for server in self._broker_addresses())
-        if connected != self.health.broker_connected:
-            if connected:
-                logger.info("broker reachable again")
-            else:
-                logger.error("broker unreachable: %s", ",".join(self._broker_addresses()))
+        self._failed_probes = 0 if connected else self._failed_probes + 1
+        if connected and not self.health.broker_connected:
+            logger.info("broker reachable again")
+        elif self._failed_probes == 1:
+            # One unanswered probe is what a loaded host (training on every core) can
+            # produce too: not ready at once, but an ERROR only once it persists.
+            logger.warning("broker unreachable: %s (no answer within %.0fs)",
+                           ",".join(self._broker_addresses()), _PROBE_TIMEOUT_S)
+        elif self._failed_probes == _PROBES_BEFORE_ERROR:
+            logger.error("broker unreachable: %s (%d probes in a row unanswered)",
+                         ",".join(self._broker_addresses()), self._failed_probes)
         self.health.broker_connected = connected
         self.metrics.broker_connected.set(int(connected))
 
@@ -572,7 +583,7 @@ def _tls_context(kafka: KafkaSettings) -> ssl.SSLContext:
     return context
 
 
-def _broker_answers(address: str, timeout_s: float = 2.0, *, tls: ssl.SSLContext | None = None) -> bool:
+def _broker_answers(address: str, timeout_s: float = _PROBE_TIMEOUT_S, *, tls: ssl.SSLContext | None = None) -> bool:
     """Whether a Kafka broker at ``address`` answers a request, not merely accepts a connection.
 
     A broker that is frozen (SIGSTOP, a GC pause, a hung disk) or wedged still has its

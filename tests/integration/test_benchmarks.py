@@ -230,7 +230,8 @@ def test_soak_streams_and_retrains_with_nothing_lost_and_no_errors(tmp_path: Pat
     result = bench("soak", "--records", "6000", "--retrains", "2", "--chunk", "2000", "--json", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text(encoding="utf-8"))
-    assert (figures["records"], figures["lost"], figures["error_lines"]) == (6000, 0, 0), figures
+    assert figures["first_errors"] == [] and figures["error_lines"] == 0, figures["first_errors"]
+    assert (figures["records"], figures["lost"]) == (6000, 0), figures
     assert figures["dead_lettered"] == 60 and figures["stored"] == 5940  # 1% malformed, each a dead letter
     assert figures["retrains_succeeded"] == figures["retrains"] == 2
     assert [s["records"] for s in figures["curve"]] == [2000, 4000, 6000]
