@@ -328,7 +328,8 @@ def train(
                 bar.update(task, total=total, completed=done, epoch=f"{report.epoch}/{report.epochs}",
                            rate=report.examples_per_second, loss=report.loss)
 
-            result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress).run()
+            result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress,
+                                    start_method=training.worker_start).run()
         if as_json:
             typer.echo(json.dumps({**result.to_dict(), "rejected_records": rejected}, indent=2))
             return

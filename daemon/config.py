@@ -246,6 +246,12 @@ class TrainingSettings(_Section):
     #: torch threads of the training worker; unset uses every core. Set it below the
     #: core count when heavy ingestion shares a small machine with training.
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
+    #: How the training process starts. ``forkserver``: forked from a server process the
+    #: daemon starts at boot, which has torch, transformers (and Avalanche, unless the
+    #: strategy is slda) imported once, so a retrain starts in under a second; it stays
+    #: resident (a few hundred MiB, shared with the runs it forks). ``spawn``: a fresh
+    #: interpreter per run, nothing resident between runs, 10-20 s of imports each time.
+    worker_start: Literal["forkserver", "spawn"] = "forkserver"
     #: Artifacts kept besides production and previous (newest first); older ones are pruned.
     retain_versions: int = Field(default=10, ge=0)
     #: What SIGTERM/SIGINT does to a running retrain: ``cancel`` stops the worker (the run

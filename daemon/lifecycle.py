@@ -236,7 +236,8 @@ class Lifecycle:
                 base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
                 device=training.device, torch_threads=training.torch_threads,
             )
-            self._worker = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress)
+            self._worker = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress,
+                                          start_method=training.worker_start)
             if self._stopping():  # asked between the check above and the worker existing
                 self._worker.cancel()
             try:

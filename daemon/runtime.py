@@ -106,6 +106,10 @@ class Daemon:
             The database schema is behind and ``database.auto_migrate`` is off.
         """
         s = self.settings
+        if s.training.worker_start == "forkserver":
+            from learners.worker import warm_up
+
+            warm_up(s.training.strategy.name)  # its imports run beside the daemon's own start-up
         s.data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self.engine = make_engine(s.database_url, busy_timeout_ms=s.database.busy_timeout_ms, echo=s.database.echo)
         if s.database.auto_migrate:

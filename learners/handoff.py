@@ -9,9 +9,10 @@ builds the strategies, is the only process that loads it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["LearnerState", "Progress"]
 

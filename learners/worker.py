@@ -2,8 +2,12 @@
 
 kafka-python 3 keeps its network IO on a background thread; a long CPU-bound training
 step in the daemon's process would starve it (the GIL) until connections time out.
-So a run happens in a child process started with ``spawn`` (no inherited threads or
-sockets). The child reports progress over a queue and writes into a hidden partial
+So a run happens in a child process that inherits no threads or sockets from the
+daemon. By default it is forked from a fork server (:func:`warm_up`): a process started
+once, before any run, that imported torch, transformers and the learner, so that a run
+starts in a fraction of a second instead of paying 10-20 s of imports each time;
+``start_method="spawn"`` starts a fresh interpreter per run instead (no resident server,
+every run pays the imports). The child reports progress over a queue and writes into a hidden partial
 directory next to the output; only after it has reported success does the parent
 rename that directory into place. A crash, a kill (the OOM killer included), a
 timeout or a cancellation therefore ends the run as :class:`TrainingFailed` with
@@ -27,13 +31,15 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from learners.errors import TrainingFailed
 from learners.handoff import Progress
-from learners.train import TrainingResult, TrainingSpec, train_candidate
 
-__all__ = ["PARTIAL_MARKER", "TrainingWorker", "remove_partial_outputs"]
+if TYPE_CHECKING:  # imported where used: warm_up must not wait for torch
+    from learners.train import TrainingResult, TrainingSpec
+
+__all__ = ["PARTIAL_MARKER", "START_METHODS", "StartMethod", "TrainingWorker", "remove_partial_outputs", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,37 @@ _PR_SET_PDEATHSIG = 1
 #: Fault tests only: the largest file the worker may write (RLIMIT_FSIZE), standing in for
 #: a full disk without needing a mount. Unset in production.
 MAX_FILE_BYTES_ENV = "LIFELONG_TEST_WORKER_MAX_FILE_BYTES"
+
+
+StartMethod = Literal["forkserver", "spawn"]
+#: How a training process starts; see the module docstring.
+START_METHODS: tuple[StartMethod, ...] = ("forkserver", "spawn")
+
+
+def _preload(strategy: str) -> list[str]:
+    """Modules the fork server imports once: the program's main script (each run would
+    otherwise run it again, as ``spawn`` does: 3 s for ``lifelong``'s), the worker (torch,
+    transformers) and, for the strategies built on Avalanche, Avalanche too (the slda
+    default never needs it)."""
+    return ["__main__", "learners.train", "learners.worker",
+            *([] if strategy == "slda" else ["learners.strategies"])]
+
+
+def _context(start_method: StartMethod, strategy: str) -> Any:
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        # Takes effect when the server starts (the first run, or warm_up); later calls are no-ops.
+        context.set_forkserver_preload(_preload(strategy))
+    return context
+
+
+def warm_up(strategy: str) -> None:
+    """Start the fork server now, so that its imports overlap the daemon's start-up
+    instead of delaying the first retrain. Returns at once; the imports run in the server."""
+    from multiprocessing import forkserver
+
+    _context("forkserver", strategy)
+    forkserver.ensure_running()
 
 
 def remove_partial_outputs(directory: Path) -> list[Path]:
@@ -77,34 +114,48 @@ class _ForwardingHandler(logging.Handler):
             self.handleError(record)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """End this process as soon as the daemon that started it is gone.
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - exists, owned by someone else
+        return True
+    return True
+
+
+def _die_with_parent(daemon_pid: int) -> None:
+    """End this process as soon as the daemon that asked for it is gone.
 
     A daemon killed with SIGKILL (OOM killer, ``kill -9``) runs no cleanup, and an
     orphaned worker would go on training for an hour and write a candidate into the
-    store that the restarted daemon is cleaning. On Linux the kernel delivers SIGKILL
-    the moment the parent dies (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a
-    thread checks every half second whether the parent changed.
+    store that the restarted daemon is cleaning. The direct parent is the daemon
+    (spawn) or the fork server, which exits when the daemon's end of its pipe closes.
+    On Linux the kernel delivers SIGKILL the moment that parent dies
+    (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a thread checks every half
+    second whether the parent changed or the daemon is gone.
     """
+    parent = os.getppid()
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
             pass
-    if os.getppid() != parent_pid:  # died before prctl took effect
+    if os.getppid() != parent or not _alive(daemon_pid):  # died before prctl took effect
         os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent_pid:
+        while os.getppid() == parent and _alive(daemon_pid):
             time.sleep(0.5)
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _apply_test_file_limit() -> None:
-    """With :data:`MAX_FILE_BYTES_ENV` set, writes past that size fail with EFBIG, as on a full disk."""
-    limit = os.environ.get(MAX_FILE_BYTES_ENV)
+def _apply_test_file_limit(limit: str | None) -> None:
+    """With :data:`MAX_FILE_BYTES_ENV` set in the parent, writes past that size fail with
+    EFBIG, as on a full disk. (Read by the parent: a fork server's environment is the one
+    it started with.)"""
     if limit:
         import resource
 
@@ -112,10 +163,12 @@ def _apply_test_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
 
 
-def _child_main(spec: TrainingSpec, events: Any, cancel: Any, parent_pid: int) -> None:
+def _child_main(spec: TrainingSpec, events: Any, cancel: Any, daemon_pid: int, max_file_bytes: str | None) -> None:
     """Entry point of the training process."""
-    _die_with_parent(parent_pid)
-    _apply_test_file_limit()
+    from learners.train import train_candidate
+
+    _die_with_parent(daemon_pid)
+    _apply_test_file_limit(max_file_bytes)
     root = logging.getLogger()
     root.handlers[:] = [_ForwardingHandler(events)]
     root.setLevel(logging.WARNING)
@@ -153,6 +206,7 @@ class TrainingWorker:
         on_progress: Callable[[Progress], None] | None = None,
         poll_s: float = 0.2,
         cancel_grace_s: float = 15.0,
+        start_method: StartMethod = "forkserver",
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -162,7 +216,9 @@ class TrainingWorker:
         self.poll_s = poll_s
         self.cancel_grace_s = cancel_grace_s
         self._cancel_requested_at: float | None = None
-        self._context = multiprocessing.get_context("spawn")
+        if start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
+        self._context = _context(start_method, spec.strategy.name)
         self._cancel = self._context.Event()
         self._process: Any = None
 
@@ -200,7 +256,8 @@ class TrainingWorker:
         child_spec = dataclasses.replace(self.spec, output_dir=partial)
         events = self._context.Queue()
         self._process = self._context.Process(
-            target=_child_main, args=(child_spec, events, self._cancel, os.getpid()), name="lifelong-training", daemon=True
+            target=_child_main, name="lifelong-training", daemon=True,
+            args=(child_spec, events, self._cancel, os.getpid(), os.environ.get(MAX_FILE_BYTES_ENV)),
         )
         try:
             result = self._supervise(events)
@@ -216,6 +273,8 @@ class TrainingWorker:
         return dataclasses.replace(result, output_dir=str(final))
 
     def _supervise(self, events: Any) -> TrainingResult:
+        from learners.train import TrainingResult
+
         process = self._process
         process.start()
         deadline = time.monotonic() + self.timeout_s

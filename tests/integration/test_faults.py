@@ -185,11 +185,17 @@ def _closed_as_interrupted(deployed: Deployment, interrupted_run: int, killed_at
     assert recovery_s < LEASE_TTL_S + 30
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: the training worker is a grandchild (the fork server's child)."""
+    found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+        for child in (task / "children").read_text().split():
+            found += [int(child), *_descendants(int(child))]
     return found
+
+
+def _command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
 
 class TestKilledDuringPromotion:
@@ -234,8 +240,10 @@ class TestKilledDuringTraining:
                  timeout_s=90, what="the worker to start training")
         time.sleep(0.5)
         assert deployment.process is not None
-        workers = _children(deployment.process.pid)
-        assert workers, "the training worker should be a child of the daemon"
+        workers = _descendants(deployment.process.pid)
+        servers = [pid for pid in _descendants(deployment.process.pid)
+                   if "forkserver" in _command(pid) and _descendants(pid)]
+        assert len(servers) == 1, "the training worker should be the fork server's child, below the daemon"
         deployment.kill()
         # The orphaned worker dies with its daemon instead of training on (and writing a candidate).
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout_s=10,

@@ -75,6 +75,35 @@ class TestWorkerSuccess:
         assert json.loads((tmp_path / "v1" / "learner_state.json").read_text())["torch_threads"] == 1
         assert result.status == "trained"
 
+    def test_spawn_start_trains_the_same_way_in_a_fresh_interpreter(self, tiny_bert: Path, tmp_path: Path) -> None:
+        worker = TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=10, epochs=1), timeout_s=300,
+                                start_method="spawn")
+        assert worker.run().status == "trained"
+        assert (tmp_path / "v1" / "model.safetensors").is_file() and _leftovers(tmp_path) == []
+
+    def test_runs_are_forked_from_one_fork_server_not_from_this_process(self, tiny_bert: Path, tmp_path: Path) -> None:
+        parents: dict[str, int] = {}
+        for name in ("v1", "v2"):
+            box: list[TrainingWorker] = []
+
+            def note_parent(_: Progress, name: str = name, box: list[TrainingWorker] = box) -> None:
+                if name not in parents:
+                    stat = Path(f"/proc/{box[0].pid}/stat").read_text()
+                    parents[name] = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: the parent's pid
+
+            box.append(TrainingWorker(_spec(tiny_bert, tmp_path / name, examples=30, epochs=2), timeout_s=300,
+                                      on_progress=note_parent))
+            assert box[0].run().status == "trained"
+        # One warm server forks every run (python -m benchmarks.worker_start measures the gain).
+        assert parents["v1"] == parents["v2"] != os.getpid()
+        server = Path(f"/proc/{parents['v1']}/cmdline").read_bytes()
+        assert b"forkserver" in server, server
+
+    def test_unknown_start_method_is_refused(self, tiny_bert: Path, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="start_method must be one of"):
+            TrainingWorker(_spec(tiny_bert, tmp_path / "v1", examples=5, epochs=1), timeout_s=60,
+                           start_method="fork")  # type: ignore[arg-type]
+
     def test_existing_output_is_refused(self, tiny_bert: Path, tmp_path: Path) -> None:
         (tmp_path / "v1").mkdir()
         with pytest.raises(TrainingFailed, match="output_exists"):
