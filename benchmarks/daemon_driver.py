@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from daemon.broker import create_topics, free_port
-from daemon.client import ApiError, ControlClient
-from daemon.produce import produce_values
+from daemon.ingest.broker import create_topics, free_port
+from daemon.control.client import ApiError, ControlClient
+from daemon.ingest.produce import produce_values
 
 __all__ = ["DaemonFailed", "DaemonProcess"]
 

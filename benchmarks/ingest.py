@@ -12,7 +12,7 @@ One run does, against a fresh embedded (tansu, in-memory) broker:
 1. produce ``--records`` JSON records (~100-byte unique texts, 50 labels) and report
    the produce rate;
 2. for each of ``--rounds`` rounds, read them all with a bare ``KafkaConsumer`` and
-   then ingest them all with lifelong's :class:`daemon.ingest.Ingestor` into a fresh
+   then ingest them all with lifelong's :class:`daemon.ingest.consumer.Ingestor` into a fresh
    SQLite file; the two run back to back so each round's ratio compares like with
    like on a noisy machine, and the median ratio is reported;
 3. unless ``--memory-records 0``: produce that many records to a second topic and
@@ -50,9 +50,9 @@ import kafka.record.util
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text as sql_text
 
-from daemon.broker import EmbeddedBroker, create_topics
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.config import KafkaSettings, load_settings
-from daemon.ingest import Ingestor
+from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
 from storage import make_engine, upgrade
 

@@ -1,7 +1,7 @@
 """Prediction latency of the production model, as ``/v1/predict`` serves it.
 
 Trains nothing: it puts the bundled all-MiniLM-L6-v2 encoder with a 20-label head
-(the demo's label count) behind :class:`daemon.predictor.Predictor` and times
+(the demo's label count) behind :class:`daemon.serving.predictor.Predictor` and times
 ``predict`` for single texts and for batches of 32, measured side by side in one run
 (the machine is noisy). Prints p50/p99 in milliseconds; ``--http`` also times the
 same calls through the real FastAPI app over HTTP.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from daemon.predictor import Predictor
+from daemon.serving.predictor import Predictor
 from learners.model import load_base, save_classifier
 from storage.artifacts import ArtifactStore
 

@@ -1,5 +1,5 @@
 """``python -m daemon`` is the ``lifelong`` command."""
 
-from daemon.cli import app
+from daemon.control.cli import app
 
 app(prog_name="lifelong")

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from sqlalchemy.engine import make_url
 
-from daemon.gate import GatePolicy
 from learners.buffer import BufferConfig
 from learners.config import StrategyConfig
 from pydantic import (
@@ -44,6 +43,7 @@ from pydantic_settings import (
 __all__ = [
     "ApiSettings",
     "BufferSettings",
+    "GatePolicy",
     "EvaluationSettings",
     "ScheduleSettings",
     "ServingSettings",
@@ -312,6 +312,39 @@ class ScheduleSettings(_Section):
         if self.cron is not None and self.interval_s is not None:
             raise ValueError("set interval_s or cron, not both")
         return self
+
+
+class GatePolicy(BaseModel):
+    """The promotion thresholds, the daemon's ``gate:`` settings (applied by ``daemon.training.gate``).
+
+    Scores and thresholds are fractions in [0, 1]; unknown keys and out-of-range
+    values are rejected with the field's name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: The metric that must not get worse.
+    primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    #: The evaluation set the primary metric is read from.
+    primary_set: str = Field(default="all", min_length=1)  # daemon.training.gate.ALL_SET
+    #: Candidate primary minus production primary must be at least this; 0.0 means "not worse".
+    min_improvement: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: How far the ``old_labels`` set's primary metric may drop versus production.
+    max_forgetting: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: How far each well-supported old label's F1 may drop versus production.
+    max_label_forgetting: float = Field(default=0.25, ge=0.0, le=1.0)
+    #: Held-out samples (in the ``all`` set) an old label needs before its F1 is checked.
+    min_label_support: int = Field(default=10, ge=1)
+    #: With paired outcomes, a per-label drop fails only if the sign test's p-value is below this.
+    label_forgetting_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
+    #: Highest share of the ``all`` set that production got right and the candidate gets wrong.
+    max_negative_flip_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: With flip counts, a flip rate over the limit fails only if the binomial test's p-value is below this.
+    flip_rate_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
+    #: The first model (no production) needs only this primary score.
+    min_absolute: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Fewest samples in the primary set to promote on at all (first model too).
+    min_eval_samples: int = Field(default=1, ge=1)
 
 
 class EvaluationSettings(_Section):

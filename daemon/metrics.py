@@ -17,9 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
 
-from daemon.records import Reason
-
 __all__ = [
+    "DEAD_LETTER_REASONS",
     "DUPLICATE_KINDS",
     "EVAL_SETS",
     "MODEL_ROLES",
@@ -33,6 +32,13 @@ __all__ = [
     "catalog",
 ]
 
+#: Why a record became a dead letter: the values of ``daemon.ingest.records.Reason``
+#: (listed here so that this module imports no concern; a unit test keeps them equal).
+DEAD_LETTER_REASONS = (
+    "null_value", "too_large", "invalid_utf8", "not_json", "not_object", "missing_text", "missing_label",
+    "empty_text", "empty_label", "wrong_type", "text_too_long", "label_too_long", "id_too_long", "null_bytes",
+    "invalid_ts", "unprocessable",
+)
 #: Why a record was skipped as already stored.
 DUPLICATE_KINDS = ("position", "content")
 #: How a training run ended: a candidate promoted or rejected by the gate, nothing to
@@ -43,7 +49,7 @@ TRIGGER_REASONS = ("schedule", "volume", "manual")
 #: What a trigger did: started a run, joined the active one, was deferred by the minimum
 #: gap between runs, or was refused (this daemon does not hold the training lease).
 TRIGGER_RESULTS = ("started", "joined", "deferred", "refused")
-#: Held-out evaluation sets (see daemon.evaluation).
+#: Held-out evaluation sets (see daemon.training.evaluation).
 EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
 #: Whose evaluation a quality gauge holds.
 MODEL_ROLES = ("production", "candidate")
@@ -265,8 +271,8 @@ class Metrics:
             self.predict_requests.labels(result=result)
         for kind in DUPLICATE_KINDS:
             self.records_duplicate.labels(kind=kind)
-        for reason in Reason:
-            self.dead_letters.labels(reason=reason.value)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason=reason)
         for split in ("train", "held_out"):
             self.samples_stored.labels(split=split)
 

@@ -22,13 +22,13 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from daemon.api import NotFound, Readiness, Refused, Unavailable, create_app
-from daemon.broker import EmbeddedBroker, create_topics
+from daemon.control.api import NotFound, Readiness, Refused, Unavailable, create_app
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.config import Settings
 from daemon.file_safety import PRIVATE_DIR, permission_warnings
-from daemon.ingest import Ingestor
+from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
-from daemon.views import model_view, run_view, status_view
+from daemon.control.views import model_view, run_view, status_view
 from storage import registry
 from storage.engine import ensure_schema_current, make_engine, upgrade
 from storage.errors import SchemaError
@@ -235,12 +235,12 @@ class Daemon:
 
     def _build_learning(self, kafka: Any) -> None:
         # Imported here: the learning stack pulls in torch, which ingest-only tools never need.
-        from daemon.events import KafkaEventPublisher
-        from daemon.lease import LeaseKeeper
-        from daemon.lifecycle import Lifecycle
-        from daemon.predictor import Predictor
-        from daemon.retrain import RetrainCoordinator
-        from daemon.scheduler import RetrainScheduler, Triggers
+        from daemon.serving.events import KafkaEventPublisher
+        from daemon.training.lease import LeaseKeeper
+        from daemon.training.lifecycle import Lifecycle
+        from daemon.serving.predictor import Predictor
+        from daemon.training.retrain import RetrainCoordinator
+        from daemon.training.scheduler import RetrainScheduler, Triggers
         from storage.artifacts import ArtifactStore
 
         s = self.settings
@@ -262,7 +262,7 @@ class Daemon:
         served = lifecycle.sync_serving()
         logger.info("production model: %s", served or "none yet")
 
-    # ------------------------------------------------------------------ control plane (daemon.api.ControlPlane)
+    # ------------------------------------------------------------------ control plane (daemon.control.api.ControlPlane)
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -306,7 +306,7 @@ class Daemon:
             return model_view(session, found, detail=True) if found else None
 
     def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
-        from daemon.lifecycle import ActionRefused, UnknownVersion
+        from daemon.training.lifecycle import ActionRefused, UnknownVersion
 
         try:
             record = self.lifecycle.promote(version, actor=actor, reason=reason, force=force)
@@ -318,7 +318,7 @@ class Daemon:
                 "forced": record.forced}
 
     def rollback(self, *, actor: str, reason: str | None) -> dict[str, Any]:
-        from daemon.lifecycle import ActionRefused
+        from daemon.training.lifecycle import ActionRefused
 
         try:
             record = self.lifecycle.rollback(actor=actor, reason=reason)
@@ -343,7 +343,7 @@ class Daemon:
             return run_view(run) if run else None
 
     def predict(self, texts: list[str]) -> dict[str, Any]:
-        from daemon.predictor import NoProductionModel
+        from daemon.serving.predictor import NoProductionModel
 
         started = time.perf_counter()
         try:

@@ -23,9 +23,9 @@ from kafka import KafkaProducer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker, create_topics
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.config import Settings, load_settings
-from daemon.ingest import Ingestor
+from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
 from storage.engine import make_engine, upgrade
 from storage.ingest_store import load_offsets

@@ -30,7 +30,7 @@ import typer.main
 import yaml
 from sqlalchemy.engine import make_url
 
-from daemon.cli import app
+from daemon.control.cli import app
 from daemon.config import Settings, _unknown_env_keys, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

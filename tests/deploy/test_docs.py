@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from daemon.bench_cli import BENCHMARKS
+from daemon.control.bench_cli import BENCHMARKS
 from daemon.config import Settings
 from tests.deploy.test_compose import _is_group, _lifelong_invocations, _option_names, _resolve_command
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from daemon.runtime import Daemon
 from tests.conftest import produce, record, settings_for, wait_for, wait_run
 from tests.integration.test_cli import lifelong
@@ -28,7 +28,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def daemon(broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path):
-    from daemon.broker import create_topics
+    from daemon.ingest.broker import create_topics
 
     settings = settings_for(broker, topic, sqlite_url, tmp_path, kafka={"topic_prefix": f"p{topic[5:]}"},
                             api={"port": 0, "token": TOKEN}, training={
@@ -108,7 +108,7 @@ class TestAuthAndErrors:
                 assert any(field in location for location in locations), (path, body, locations)
 
     def test_cli_against_a_daemon_that_is_not_running_says_so_in_one_line(self, tmp_path: Path) -> None:
-        from daemon.broker import free_port
+        from daemon.ingest.broker import free_port
 
         url = f"http://127.0.0.1:{free_port()}"
         for args in (["status"], ["retrain"], ["models", "list"], ["predict", "hello"]):
@@ -187,7 +187,7 @@ class TestModelLifecycleOverHttp:
         assert [(p["version"], p["outcome"]) for p in payloads] == [
             ("v0001", "promoted"), ("v0002", "promoted"), ("v0001", "rolled_back")]
         for payload in payloads:
-            assert payload["checksum"] == daemon.lifecycle.store.read_manifest(payload["version"]).checksum
+            assert payload["checksum"] == daemon.training.lifecycle.store.read_manifest(payload["version"]).checksum
         assert payloads[1]["parent"] == "v0001"
 
         # The CLI drives the same daemon.

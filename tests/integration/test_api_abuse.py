@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.broker import EmbeddedBroker, create_topics
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.runtime import Daemon
 from storage.engine import make_engine, upgrade
 from tests.conftest import produce, record, settings_for, wait_for, wait_run

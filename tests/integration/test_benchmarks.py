@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.bench_cli import BENCHMARKS
+from daemon.control.bench_cli import BENCHMARKS
 from tests.integration.test_cli import lifelong
 
 SAMPLE = Path(__file__).resolve().parents[2] / "daemon" / "data" / "clinc150_sample.jsonl"

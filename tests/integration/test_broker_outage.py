@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker, create_topics, free_port
+from daemon.ingest.broker import EmbeddedBroker, create_topics, free_port
 from daemon.runtime import Daemon
 from storage.models import Sample
 from tests.conftest import RunningIngestor, produce, record, running_ingestor, settings_for, wait_for
@@ -105,7 +105,7 @@ class TestBrokerGoneMidRun:
     def test_run_reports_disconnected_then_stores_everything_once_after_restore(
         self, outage: Outage, sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.INFO, logger="daemon.ingest")
+        caplog.set_level(logging.INFO, logger="daemon.ingest.consumer")
         before, during = _texts("before", 50), _texts("during", 30)
         produce(outage.broker.bootstrap_servers, outage.topic, [record(t, _label(t)) for t in before])
         settings = settings_for(outage.broker, outage.topic, sqlite_url, tmp_path)
@@ -135,7 +135,7 @@ class TestBrokerGoneMidRun:
             assert running.value("lifelong_ingest_records_duplicate_total", {"kind": "position"}) == 0
             assert running.value("lifelong_ingest_records_duplicate_total", {"kind": "content"}) == 0
 
-        messages = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest.consumer"]
         assert any(m.startswith(f"broker unreachable: {outage.proxy.address}") for m in messages), messages
         # A first unanswered probe warns (a loaded host can miss one); an ERROR only once it persists.
         unreachable = [r for r in caplog.records if r.getMessage().startswith("broker unreachable")]
@@ -239,7 +239,7 @@ def _refused_for_good(running: RunningIngestor, caplog: pytest.LogCaptureFixture
     assert "kafka.security_protocol" in (health.last_error or "") and "kafka.ssl_cafile" in (health.last_error or "")
     assert running.value("lifelong_ingest_broker_auth_failed") == 1
     assert running.value("lifelong_ingest_broker_connected") == 0
-    ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest" and r.levelno >= logging.WARNING]
+    ours = [r.getMessage() for r in caplog.records if r.name == "daemon.ingest.consumer" and r.levelno >= logging.WARNING]
     assert len([m for m in ours if "authentication or TLS failed" in m]) == 1, ours
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from storage.engine import head_revision
 from tests.conftest import running_ingestor, settings_for
 

@@ -12,7 +12,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker, free_port
+from daemon.ingest.broker import EmbeddedBroker, free_port
 from storage.engine import make_engine
 from storage.ingest_store import load_offsets
 from storage.models import Sample

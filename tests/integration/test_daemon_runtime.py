@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker, free_port
+from daemon.ingest.broker import EmbeddedBroker, free_port
 from daemon.config import Settings
 from daemon.runtime import Daemon
 from learners.worker import PARTIAL_MARKER

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from daemon.runtime import Daemon
 from storage.engine import make_engine
 from storage.models import Sample

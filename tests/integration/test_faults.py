@@ -24,7 +24,7 @@ import pytest
 from sqlmodel import Session
 
 from daemon import failpoints
-from daemon.broker import EmbeddedBroker, free_port
+from daemon.ingest.broker import EmbeddedBroker, free_port
 from learners.worker import PARTIAL_MARKER
 from storage import registry
 from storage.artifacts import ArtifactStore
@@ -296,7 +296,7 @@ class TestBrokerFrozen:
         self, sqlite_url: str, tmp_path: Path
     ) -> None:
         """SIGSTOP keeps the broker's socket accepting connections: only a Kafka request shows it is gone."""
-        from daemon.broker import create_topics
+        from daemon.ingest.broker import create_topics
         from daemon.runtime import Daemon
         from tests.conftest import settings_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from tests.conftest import produce, record, running_ingestor, settings_for
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from storage.engine import make_engine
 from storage.models import Label, Sample
 from tests.conftest import _migrate, produce, record, running_ingestor, settings_for

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker
-from daemon.records import Limits, Reason, Rejection, ValidRecord, validate
+from daemon.ingest.broker import EmbeddedBroker
+from daemon.ingest.records import Limits, Reason, Rejection, ValidRecord, validate
 from storage.models import DeadLetter, Label, Sample
 from tests.conftest import produce, record, running_ingestor, settings_for
 from tests.reliability_log import record_case

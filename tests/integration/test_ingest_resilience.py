@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker
-from daemon.ingest import Ingestor, _make_consumer
+from daemon.ingest.broker import EmbeddedBroker
+from daemon.ingest.consumer import Ingestor, _make_consumer
 from daemon.metrics import Metrics
 from storage.engine import make_engine
 from storage.models import Sample

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from daemon.broker import EmbeddedBroker, free_port
+from daemon.ingest.broker import EmbeddedBroker, free_port
 from tests.conftest import produce, record, start_lifelong_run, wait_for
 from tests.tiny_model import build_tiny_bert, keywords
 
@@ -70,7 +70,7 @@ def test_json_logs_one_event_per_line_without_sample_text(
             events.append(event)
     messages = [e["message"] for e in events]
     assert any("lifelong" in m and "running" in m for m in messages)
-    assert any(e["logger"] == "daemon.lifecycle" and f"run {run_id}" in e["message"] for e in events)
+    assert any(e["logger"] == "daemon.training.lifecycle" and f"run {run_id}" in e["message"] for e in events)
     assert any("shutting down" in m for m in messages)
     assert not [line for line in lines if MARKER in line], "sample text reached the logs"
     assert not [e for e in events if e["logger"].startswith("apscheduler") and e["level"] == "INFO"]

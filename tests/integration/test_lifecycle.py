@@ -11,11 +11,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlmodel import Session
 
-from daemon.broker import EmbeddedBroker, create_topics, free_port
+from daemon.ingest.broker import EmbeddedBroker, create_topics, free_port
 from daemon.config import KafkaSettings, Settings
-from daemon.events import KafkaEventPublisher
-from daemon.lifecycle import ActionRefused, Lifecycle
-from daemon.predictor import Predictor
+from daemon.serving.events import KafkaEventPublisher
+from daemon.training.lifecycle import ActionRefused, Lifecycle
+from daemon.serving.predictor import Predictor
 from storage import registry
 from storage.artifacts import MANIFEST_FILE, ArtifactStore, Manifest
 from storage.engine import make_engine

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from daemon.runtime import Daemon
 from tests.conftest import produce, record, settings_for, wait_for, wait_run
 from tests.tiny_model import build_tiny_bert, synthetic_examples

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from daemon.broker import EmbeddedBroker
+from daemon.ingest.broker import EmbeddedBroker
 from daemon.runtime import Daemon
 from tests.conftest import produce, record, settings_for, wait_for
 from tests.deploy.prometheus_server import PrometheusServer

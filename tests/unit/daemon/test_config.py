@@ -135,7 +135,7 @@ def test_reading_configuration_does_not_import_torch() -> None:
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, daemon.cli; print('torch' in sys.modules, 'avalanche' in sys.modules)"],
+        [sys.executable, "-c", "import sys, daemon.control.cli; print('torch' in sys.modules, 'avalanche' in sys.modules)"],
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "False False"

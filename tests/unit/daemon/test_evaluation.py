@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from daemon.evaluation import paired_outcomes
-from daemon.gate import PairedOutcome
+from daemon.training.evaluation import paired_outcomes
+from daemon.training.gate import PairedOutcome
 from storage.samples import StoredExample
 
 

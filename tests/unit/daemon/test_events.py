@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from daemon.events import OrderedEvents, PublishError
+from daemon.serving.events import OrderedEvents, PublishError
 
 
 class _Recorder:

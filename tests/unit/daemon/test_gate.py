@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 from pydantic import ValidationError
 
-from daemon.gate import Check, Decision, GateInput, GatePolicy, SetMetrics, decide
+from daemon.training.gate import Check, Decision, GateInput, GatePolicy, SetMetrics, decide
 
 FIRST_MODEL_CHECKS = ("eval_samples", "min_absolute")
 
@@ -453,7 +453,7 @@ class TestDecideLeavesInputsAlone:
 
 class TestSignTest:
     def test_sign_test_p_exact_values(self) -> None:
-        from daemon.gate import sign_test_p
+        from daemon.training.gate import sign_test_p
 
         assert sign_test_p(3, 0) == 0.125
         assert sign_test_p(7, 0) == pytest.approx(1 / 128)
@@ -462,7 +462,7 @@ class TestSignTest:
         assert sign_test_p(0, 0) == 1.0
 
     def test_sign_test_p_negative_count_raises(self) -> None:
-        from daemon.gate import sign_test_p
+        from daemon.training.gate import sign_test_p
 
         with pytest.raises(ValueError, match=r"^counts must be >= 0, got lost=-1, gained=0$"):
             sign_test_p(-1, 0)
@@ -470,13 +470,13 @@ class TestSignTest:
 
 class TestPairedOutcome:
     def test_paired_outcome_more_discordant_than_samples_raises(self) -> None:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         with pytest.raises(ValueError, match=r"^paired outcome: lost \+ gained \(11\) exceeds n \(10\)$"):
             PairedOutcome(n=10, lost=6, gained=5)
 
     def test_paired_outcome_wrong_type_raises(self) -> None:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         with pytest.raises(TypeError, match=r"^paired outcome: lost must be an int, got float$"):
             PairedOutcome(n=10, lost=1.0, gained=0)  # type: ignore[arg-type]
@@ -493,7 +493,7 @@ class TestDecideLabelForgettingSignificance:
 
     @staticmethod
     def _decide(lost: int, gained: int, before: float, after: float, support: int = 10) -> Decision:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         candidate = _sets(_set("all", 0.85, f1={"billing": after}, support={"billing": support}))
         production = _sets(_set("all", 0.80, f1={"billing": before}, support={"billing": support}))
@@ -527,7 +527,7 @@ class TestDecideLabelForgettingSignificance:
         assert _by_name(decision)["label_forgetting:billing"].passed is True
 
     def test_decide_label_without_outcome_falls_back_to_the_f1_drop(self) -> None:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         candidate = _sets(_set("all", 0.85, f1={"billing": 0.5, "card": 0.5}, support={"billing": 40, "card": 40}))
         production = _sets(_set("all", 0.80, f1={"billing": 0.9, "card": 0.9}, support={"billing": 40, "card": 40}))
@@ -540,7 +540,7 @@ class TestDecideLabelForgettingSignificance:
         assert decision.summary == "reject: label_forgetting:billing failed"
 
     def test_decide_policy_alpha_is_respected(self) -> None:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         candidate = _sets(_set("all", 0.85, f1={"billing": 0.7}, support={"billing": 10}))
         production = _sets(_set("all", 0.80, f1={"billing": 1.0}, support={"billing": 10}))
@@ -561,7 +561,7 @@ class TestGateOnALongStream:
 
     @staticmethod
     def _stage(rng, labels: int, *, collapse: str | None) -> tuple[GateInput, GateInput]:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
         from learners.evaluate import per_label_f1
 
         per_label = 10
@@ -618,14 +618,14 @@ class TestBinomialTail:
         import math
         from fractions import Fraction
 
-        from daemon.gate import binomial_tail_p
+        from daemon.training.gate import binomial_tail_p
 
         r = Fraction(str(rate))
         exact = sum(math.comb(n, j) * r**j * (1 - r) ** (n - j) for j in range(k, n + 1))
         assert binomial_tail_p(k, n, rate) == pytest.approx(float(exact), rel=1e-9)
 
     def test_binomial_tail_edges(self) -> None:
-        from daemon.gate import binomial_tail_p
+        from daemon.training.gate import binomial_tail_p
 
         assert binomial_tail_p(0, 0, 0.05) == 1.0
         assert binomial_tail_p(2, 10, 0.0) == 0.0
@@ -633,7 +633,7 @@ class TestBinomialTail:
 
     @pytest.mark.parametrize(("k", "n", "rate"), [(5, 4, 0.1), (-1, 4, 0.1), (1, 4, 1.5), (1, 4, -0.1)])
     def test_binomial_tail_refuses_impossible_counts(self, k: int, n: int, rate: float) -> None:
-        from daemon.gate import binomial_tail_p
+        from daemon.training.gate import binomial_tail_p
 
         with pytest.raises(ValueError):
             binomial_tail_p(k, n, rate)
@@ -644,7 +644,7 @@ class TestDecideFlipRateSignificance:
 
     @staticmethod
     def _flips(lost: int, n: int, gained: int = 0) -> GateInput:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         sets = _sets(_set("all", 0.9))
         return GateInput(candidate=sets, production=sets, negative_flip_rate=lost / n, old_labels=(),
@@ -679,7 +679,7 @@ class TestDecideFlipRateSignificance:
         assert not decide(self._flips(14, 140), GatePolicy(flip_rate_alpha=0.05)).promote
 
     def test_flip_outcome_needs_production(self) -> None:
-        from daemon.gate import PairedOutcome
+        from daemon.training.gate import PairedOutcome
 
         with pytest.raises(ValueError, match="^flip_outcome is given but there is no production model"):
             GateInput(candidate=_sets(_set("all", 0.5)), production=None, negative_flip_rate=None, old_labels=(),

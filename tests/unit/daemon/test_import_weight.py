@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-DAEMON_MODULES = ["daemon.runtime", "daemon.lifecycle", "daemon.retrain", "daemon.scheduler", "daemon.api",
-                  "daemon.predictor", "daemon.evaluation", "learners.worker", "learners.train"]
+DAEMON_MODULES = ["daemon.runtime", "daemon.training.lifecycle", "daemon.training.retrain", "daemon.training.scheduler", "daemon.control.api",
+                  "daemon.serving.predictor", "daemon.training.evaluation", "learners.worker", "learners.train"]
 
 
 def test_importing_the_daemon_and_the_worker_entry_leaves_avalanche_unloaded() -> None:

@@ -26,4 +26,4 @@ def test_identical_library_lines_pass_once_a_window() -> None:
 def test_lifelong_lines_always_pass() -> None:
     lines = RepeatedLibraryLines(window_s=60)
     for second in range(5):
-        assert lines.filter(_record("daemon.ingest", "storing batch failed, retrying in 0.1s", 100.0 + second))
+        assert lines.filter(_record("daemon.ingest.consumer", "storing batch failed, retrying in 0.1s", 100.0 + second))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from daemon.records import Limits, Reason, Rejection, ValidRecord, validate
+from daemon.ingest.records import Limits, Reason, Rejection, ValidRecord, validate
 from storage.split import content_hash
 
 LIMITS = Limits(max_text_chars=20, max_label_chars=10, max_id_chars=8, max_record_bytes=200)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import doctest
 
-import daemon.rejection
-from daemon.gate import Check, Decision
-from daemon.rejection import advice, regressed_labels
+import daemon.training.rejection
+from daemon.training.gate import Check, Decision
+from daemon.training.rejection import advice, regressed_labels
 
 
 def _rejected(*failed: str) -> Decision:
@@ -16,7 +16,7 @@ def _rejected(*failed: str) -> Decision:
 
 
 def test_module_examples() -> None:
-    assert doctest.testmod(daemon.rejection).failed == 0
+    assert doctest.testmod(daemon.training.rejection).failed == 0
 
 
 def test_regressed_labels_are_the_failed_per_label_checks_only() -> None:

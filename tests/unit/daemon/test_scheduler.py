@@ -13,7 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config import load_settings
 from daemon.crontab import crontab_trigger
-from daemon.scheduler import JOB_DEFAULTS, interval_seconds, schedule_trigger
+from daemon.training.scheduler import JOB_DEFAULTS, interval_seconds, schedule_trigger
 
 
 def test_missed_scheduled_runs_fire_once_not_once_per_missed_time() -> None:

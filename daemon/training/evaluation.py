@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.gate import GateInput, PairedOutcome, SetMetrics
+from daemon.training.gate import GateInput, PairedOutcome, SetMetrics
 from learners.evaluate import evaluate, negative_flip_rate
 from learners.inference import predict
 from learners.model import LoadedClassifier

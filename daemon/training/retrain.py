@@ -1,7 +1,7 @@
 """Single-flight retraining: at most one cycle runs; asking during a run returns that run.
 
 Every trigger (schedule, volume, operator) reaches :meth:`RetrainCoordinator.request`
-through :class:`daemon.scheduler.Triggers`, so overlap is impossible whoever asks.
+through :class:`daemon.training.scheduler.Triggers`, so overlap is impossible whoever asks.
 The coordinator also owns what is true of runs as a whole: the in-progress gauge,
 the outcome counters and the duration histogram.
 """
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.lifecycle import Lifecycle, TrainerLease
+from daemon.training.lifecycle import Lifecycle, TrainerLease
 from daemon.metrics import Metrics
 from learners.handoff import Progress
 

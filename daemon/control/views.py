@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from daemon.ingest import IngestHealth
+from daemon.ingest.consumer import IngestHealth
 from storage import registry
 from storage.models import ModelVersion, TrainingRun
 from storage.stats import ingest_summary

@@ -37,9 +37,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from daemon.config import IngestSettings, KafkaSettings
-from daemon.kafka_diagnosis import AuthFailureWatch
+from daemon.ingest.kafka_diagnosis import AuthFailureWatch
 from daemon.metrics import Metrics
-from daemon.records import Limits, Rejection, validate
+from daemon.ingest.records import Limits, Rejection, validate
 from storage.errors import StoreUnavailable
 from storage.ingest_store import (
     BatchResult,

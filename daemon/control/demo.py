@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from daemon.config import Settings
-from daemon.produce import produce_values, read_values
+from daemon.ingest.produce import produce_values, read_values
 from daemon.runtime import Daemon
 from storage.ingest_store import load_offsets
 from storage.stats import IngestSummary, ingest_summary
@@ -104,7 +104,7 @@ def _wait_until_stored(daemon: Daemon, expected: int, timeout_s: float) -> Engin
 
 def _retrain(daemon: Daemon) -> dict[str, object]:
     """Run one retrain cycle to its end and describe it."""
-    from daemon.views import model_view, run_view
+    from daemon.control.views import model_view, run_view
     from storage import registry
 
     ticket = daemon.triggers.fire("manual", requested_by="demo")
@@ -121,7 +121,7 @@ def _retrain(daemon: Daemon) -> dict[str, object]:
         model = model_view(session, version, detail=True) if version else None
     gate = (model or {}).get("evaluation", {}).get("gate") if model else None
     return {"run": described, "candidate": (model or {}).get("evaluation"), "gate": gate,
-            "production": daemon.predictor.version}
+            "production": daemon.serving.predictor.version}
 
 
 class _NaiveBaseline:
@@ -161,8 +161,8 @@ class _NaiveBaseline:
         if self.parent is not None and texts:
             got = predict(load_classifier(self.parent), texts).predicted_labels
             scores["naive"] = sum(g == t for g, t in zip(got, truth, strict=True)) / len(texts)
-        if daemon.predictor.version is not None and texts:
-            got = daemon.predictor.predict(texts).labels
+        if daemon.serving.predictor.version is not None and texts:
+            got = daemon.serving.predictor.predict(texts).labels
             scores["served"] = sum(g == t for g, t in zip(got, truth, strict=True)) / len(texts)
         return scores
 

@@ -26,12 +26,12 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session
 
-from daemon.bench_cli import bench_app
-from daemon.broker import BrokerError, EmbeddedBroker, create_topics
-from daemon.client import ApiError, ControlClient
+from daemon.control.bench_cli import bench_app
+from daemon.ingest.broker import BrokerError, EmbeddedBroker, create_topics
+from daemon.control.client import ApiError, ControlClient
 from daemon.config import ConfigError, Settings, load_settings, masked_dump
 from daemon.logs import configure_logging
-from daemon.produce import ProduceError, produce_values, read_values
+from daemon.ingest.produce import ProduceError, produce_values, read_values
 from learners.errors import LearnerError
 from storage.engine import current_revision, ensure_schema_current, head_revision, make_engine, upgrade
 from storage.errors import StorageError
@@ -128,7 +128,7 @@ def demo(
     baseline: Annotated[bool, typer.Option(help="Also fine-tune a naive model per stage and compare.")] = True,
 ) -> None:
     """Run everything embedded, stream a sample dataset in stages and retrain after each."""
-    from daemon.demo import run_demo, write_demo_report
+    from daemon.control.demo import run_demo, write_demo_report
 
     with _errors_as_one_line():
         settings = _settings(
@@ -290,7 +290,7 @@ def train(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from daemon.records import Limits, Rejection, validate
+    from daemon.ingest.records import Limits, Rejection, validate
     from learners.data import Example
     from learners.train import TrainingSpec, load_parent_state
     from learners.worker import TrainingWorker
@@ -658,5 +658,5 @@ def config_show(
         typer.echo(json.dumps(dumped, indent=2) if as_json else yaml.safe_dump(dumped, sort_keys=False).rstrip())
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m daemon.cli` works like `lifelong`
+if __name__ == "__main__":  # pragma: no cover - `python -m daemon.control.cli` works like `lifelong`
     app()

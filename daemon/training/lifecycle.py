@@ -28,12 +28,12 @@ from sqlmodel import Session
 
 from daemon.config import Settings
 from daemon import failpoints
-from daemon.evaluation import EvaluationOutcome, evaluate_models
-from daemon.events import EventPublisher, OrderedEvents, PublishError
-from daemon.gate import Decision, decide
+from daemon.training.evaluation import EvaluationOutcome, evaluate_models
+from daemon.serving.events import EventPublisher, OrderedEvents, PublishError
+from daemon.training.gate import Decision, decide
 from daemon.metrics import Metrics
-from daemon.predictor import LoadedVersion, Predictor
-from daemon.rejection import advice, regressed_labels
+from daemon.serving.predictor import LoadedVersion, Predictor
+from daemon.training.rejection import advice, regressed_labels
 from learners.config import STRATEGY_COMPONENTS
 from learners.data import Example
 from learners.errors import LearnerError, TrainingFailed
@@ -66,7 +66,7 @@ class UnknownVersion(ActionRefused):
 
 
 class TrainerLease(Protocol):
-    """What a cycle needs to know about the training lease (daemon.lease.LeaseKeeper)."""
+    """What a cycle needs to know about the training lease (daemon.training.lease.LeaseKeeper)."""
 
     holder: str
 

@@ -4,7 +4,7 @@ A pure function, :func:`decide`, from evaluation results (:class:`GateInput`) an
 policy (:class:`GatePolicy`, the daemon's ``gate:`` settings) to a :class:`Decision`
 that lists every check it made, passed or failed, with the numbers behind it.
 Nothing here reads storage, talks to Kafka or touches a model;
-``daemon/lifecycle.py`` gathers the metrics, calls :func:`decide` and stores
+``daemon/training/lifecycle.py`` gathers the metrics, calls :func:`decide` and stores
 ``Decision.to_dict()`` as the decision's reasons (DESIGN.md section 3, "Gate").
 
 Why each rule exists
@@ -66,7 +66,7 @@ at its threshold passes (``0.30 - 0.25`` is ``0.04999999999999999`` in binary).
 
 Example
 -------
->>> from daemon.gate import GateInput, GatePolicy, SetMetrics, decide
+>>> from daemon.training.gate import GateInput, GatePolicy, SetMetrics, decide
 >>> def metrics(name, macro_f1, billing_f1):
 ...     return SetMetrics(name=name, n=200, accuracy=macro_f1, macro_f1=macro_f1,
 ...                       per_label_f1={"billing": billing_f1}, support={"billing": 50})
@@ -96,7 +96,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from daemon.config import GatePolicy
 
 __all__ = [
     "ALL_SET",
@@ -331,39 +331,6 @@ class GateInput:
                 raise TypeError(f"flip_outcome must be a PairedOutcome, got {type(self.flip_outcome).__name__}")
             if self.production is None:
                 raise ValueError("flip_outcome is given but there is no production model to compare with")
-
-
-class GatePolicy(BaseModel):
-    """The promotion thresholds, embedded in the daemon's settings as ``gate:``.
-
-    Scores and thresholds are fractions in [0, 1]; unknown keys and out-of-range
-    values are rejected with the field's name.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    #: The metric that must not get worse.
-    primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
-    #: The evaluation set the primary metric is read from.
-    primary_set: str = Field(default=ALL_SET, min_length=1)
-    #: Candidate primary minus production primary must be at least this; 0.0 means "not worse".
-    min_improvement: float = Field(default=0.0, ge=0.0, le=1.0)
-    #: How far the ``old_labels`` set's primary metric may drop versus production.
-    max_forgetting: float = Field(default=0.05, ge=0.0, le=1.0)
-    #: How far each well-supported old label's F1 may drop versus production.
-    max_label_forgetting: float = Field(default=0.25, ge=0.0, le=1.0)
-    #: Held-out samples (in the ``all`` set) an old label needs before its F1 is checked.
-    min_label_support: int = Field(default=10, ge=1)
-    #: With paired outcomes, a per-label drop fails only if the sign test's p-value is below this.
-    label_forgetting_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
-    #: Highest share of the ``all`` set that production got right and the candidate gets wrong.
-    max_negative_flip_rate: float = Field(default=0.05, ge=0.0, le=1.0)
-    #: With flip counts, a flip rate over the limit fails only if the binomial test's p-value is below this.
-    flip_rate_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
-    #: The first model (no production) needs only this primary score.
-    min_absolute: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: Fewest samples in the primary set to promote on at all (first model too).
-    min_eval_samples: int = Field(default=1, ge=1)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 ``/healthz``, ``/readyz`` and ``/metrics`` are open; every ``/v1/*`` route needs
 ``Authorization: Bearer <token>`` (compared in constant time), checked together with
-the body-size limit before the body is read (:mod:`daemon.request_guard`). Request
+the body-size limit before the body is read (:mod:`daemon.control.request_guard`). Request
 bodies are strict: unknown fields, wrong types, out-of-range values and strings that
 are not valid Unicode (lone surrogates) get a 422 naming the field, and a 422 never
 echoes the input back (it may be huge, or not even serialisable, like ``NaN``).
@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from daemon.ingest import IngestHealth
+from daemon.ingest.consumer import IngestHealth
 from daemon.metrics import Metrics
-from daemon.request_guard import RequestGuard
+from daemon.control.request_guard import RequestGuard
 
 __all__ = ["ControlPlane", "NotFound", "Readiness", "Refused", "Unavailable", "create_app"]
 

@@ -9,7 +9,7 @@ label's stored training samples on top of the buffer
 class-incremental forgetting; a label-flipped batch stays rejected, because its
 flips come from the new data, not from too little replay.
 
->>> from daemon.gate import Check, Decision
+>>> from daemon.training.gate import Check, Decision
 >>> failed = Decision(promote=False, summary="reject: label_forgetting:billing failed", checks=(
 ...     Check("label_forgetting:billing", False, 0.4, 0.25, "billing F1 0.500 vs 0.900"),))
 >>> regressed_labels(failed.to_dict()["checks"])
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from daemon.gate import Decision
+from daemon.training.gate import Decision
 
 __all__ = ["advice", "regressed_labels"]
 
