@@ -87,18 +87,18 @@ def run_daemon_stream(plan: Plan, bootstrap_servers: str, workdir: Path, say: An
         say(f"daemon up at {daemon.url} (log {daemon.log_path})")
         for stage in plan.stages:
             t0 = time.monotonic()
-            sent = daemon.ingest.produce(_stage_records(plan, stage))
+            sent = daemon.produce(_stage_records(plan, stage))
             daemon.wait_stored(plan.stage_timeout_s)
             t1 = time.monotonic()
-            run = daemon.training.retrain(plan.stage_timeout_s)
+            run = daemon.retrain(plan.stage_timeout_s)
             t2 = time.monotonic()
-            status = daemon.control.api("GET", "/v1/status")
+            status = daemon.api("GET", "/v1/status")
             production = status["production"]
             daemon.wait_serving(production, plan.stage_timeout_s)
             candidate = run.get("candidate_version")
-            model = daemon.control.api("GET", f"/v1/models/{candidate}") if candidate else None
+            model = daemon.api("GET", f"/v1/models/{candidate}") if candidate else None
             outcome, checks, reason = _gate_summary(model)
-            served = daemon.control.api("GET", f"/v1/models/{production}") if production else None
+            served = daemon.api("GET", f"/v1/models/{production}") if production else None
             scored = seen_test(plan.dataset.test, plan.stages, stage.number)
             if production is None:
                 predicted: list[str | None] = [None] * len(scored)
@@ -152,7 +152,7 @@ def measure_freshness(plan: Plan, bootstrap_servers: str, workdir: Path, say: An
     with DaemonProcess(workdir / "freshness", bootstrap_servers=bootstrap_servers, topic="bench.freshness",
                        config=plan.config, env=env) as daemon:
         for stage in stages:
-            daemon.ingest.produce(_stage_records(plan, stage))
+            daemon.produce(_stage_records(plan, stage))
             produced = time.monotonic()
             scored = seen_test(plan.dataset.test, plan.stages, stage.number)
             scored = [p for p in scored if p[1] in set(stage.labels)]
@@ -160,7 +160,7 @@ def measure_freshness(plan: Plan, bootstrap_servers: str, workdir: Path, say: An
             deadline = produced + plan.stage_timeout_s
             recall, version = 0.0, None
             while time.monotonic() < deadline:
-                version = daemon.control.api("GET", "/v1/status")["serving"]
+                version = daemon.api("GET", "/v1/status")["serving"]
                 if version is not None and version not in tried:
                     tried.add(version)
                     answered = time.monotonic()

@@ -78,10 +78,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             DaemonProcess(workdir / "daemon", bootstrap_servers=broker.bootstrap_servers, topic="soak",
                           env=env) as daemon:
         for index in range(chunks):
-            daemon.ingest.produce(_chunk(index * args.chunk, args.chunk))
+            daemon.produce(_chunk(index * args.chunk, args.chunk))
             daemon.wait_stored(timeout_s=600)
             if (index + 1) % retrain_every == 0 and len(runs) < args.retrains:
-                run = daemon.training.retrain(timeout_s=3600)
+                run = daemon.retrain(timeout_s=3600)
                 runs.append({"id": run["id"], "status": run["status"], "outcome": run["outcome"],
                              "train_examples": run.get("train_examples")})
             assert daemon.pid is not None
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             samples.append({"records": daemon.sent, "rss_mib": round(rss_mib, 1), "fds": fds,
                             "retrains": len(runs), "elapsed_s": round(time.monotonic() - started, 1)})
             logger.info("%d records, %d retrains: RSS %.0f MiB, %d fds", daemon.sent, len(runs), rss_mib, fds)
-        status = daemon.control.api("GET", "/v1/status")
+        status = daemon.api("GET", "/v1/status")
         log_path = daemon.log_path
     stored = status["samples"]["total"]
     dead = sum(status["dead_letters"].values())

@@ -1,4 +1,4 @@
-"""The daemon process: wires settings, database, broker, ingestion and the HTTP server.
+"""The daemon process: wires settings, database, broker, ingestion, training, serving and the HTTP server.
 
 Everything that touches the outside world is built here, in the entrypoint, and
 passed down. :class:`Daemon` is also what the demo and the integration tests run,
@@ -16,22 +16,27 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy import Engine
-from sqlmodel import Session
 
-from daemon.control.api import NotFound, Readiness, Refused, Unavailable, create_app
-from daemon.ingest.broker import EmbeddedBroker, create_topics
-from daemon.config import Settings
+from daemon.config import KafkaSettings, Settings
+from daemon.control.api import Readiness, create_app
+from daemon.control.plane import ControlOperations
 from daemon.file_safety import PRIVATE_DIR, permission_warnings
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
-from daemon.control.views import model_view, run_view, status_view
-from storage import registry
 from storage.engine import ensure_schema_current, make_engine, upgrade
 from storage.errors import SchemaError
+
+if TYPE_CHECKING:
+    from daemon.serving.predictor import Predictor
+    from daemon.training.lease import LeaseKeeper
+    from daemon.training.lifecycle import Lifecycle
+    from daemon.training.retrain import RetrainCoordinator
+    from daemon.training.scheduler import RetrainScheduler, Triggers
 
 __all__ = ["Daemon", "lifelong_version", "resolve_token", "token_file"]
 
@@ -88,12 +93,15 @@ class Daemon:
         self._schema_ok = False
         self._schema_checked_at = 0.0
         self.token = ""
-        self.lifecycle: Any = None
-        self.predictor: Any = None
-        self.coordinator: Any = None
-        self.lease: Any = None
-        self.triggers: Any = None
-        self.scheduler: Any = None
+        # The learning side, built in start() (its imports pull in torch).
+        self.lifecycle: Lifecycle | None = None
+        self.predictor: Predictor | None = None
+        self.coordinator: RetrainCoordinator | None = None
+        self.lease: LeaseKeeper | None = None
+        self.triggers: Triggers | None = None
+        self.scheduler: RetrainScheduler | None = None
+        #: The operations behind the control API, over the parts above.
+        self.control: ControlOperations | None = None
 
     # ------------------------------------------------------------------ start / stop
 
@@ -128,14 +136,14 @@ class Daemon:
 
         self.metrics.build_info.labels(version=lifelong_version()).set(1)
         self.ingestor = Ingestor(kafka=kafka, ingest=s.ingest, engine=self.engine, metrics=self.metrics)
-        self._build_learning(kafka)
+        control = self._build_learning(kafka)
         self._spawn("ingest", self.ingestor.run, self.stop_event)
-        self.lease.tick()
-        self.scheduler.start()
+        control.lease.tick()
+        control.scheduler.start()
         self.token = resolve_token(s)
         for warning in permission_warnings(s):
             logger.warning("%s", warning)
-        self._start_api()
+        self._start_api(control)
         logger.info("lifelong %s running: topics=%s database=%s api=%s", lifelong_version(), kafka.topics,
                     self.engine.url.render_as_string(hide_password=True), self.api_url)
         return self
@@ -233,12 +241,12 @@ class Daemon:
             self._schema_checked_at = time.monotonic()
         return self._schema_ok
 
-    def _build_learning(self, kafka: Any) -> None:
+    def _build_learning(self, kafka: KafkaSettings) -> ControlOperations:
         # Imported here: the learning stack pulls in torch, which ingest-only tools never need.
         from daemon.serving.events import KafkaEventPublisher
+        from daemon.serving.predictor import Predictor
         from daemon.training.lease import LeaseKeeper
         from daemon.training.lifecycle import Lifecycle
-        from daemon.serving.predictor import Predictor
         from daemon.training.retrain import RetrainCoordinator
         from daemon.training.scheduler import RetrainScheduler, Triggers
         from storage.artifacts import ArtifactStore
@@ -246,119 +254,36 @@ class Daemon:
         s = self.settings
         engine = self._engine()
         store = ArtifactStore(s.data_dir / "models")
-        self.predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k)
-        self.lifecycle = lifecycle = Lifecycle(settings=s, engine=engine, store=store, predictor=self.predictor,
-                                               publisher=KafkaEventPublisher(kafka), metrics=self.metrics)
-        self.coordinator = coordinator = RetrainCoordinator(lifecycle, metrics=self.metrics)
-        self.lease = LeaseKeeper(engine, ttl_s=s.training.lease_ttl_s, metrics=self.metrics,
-                                 on_acquired=lambda: lifecycle.take_over_training(active_run=coordinator.active_run),
-                                 on_lost=lambda: coordinator.cancel("lost the training lease"))
-        lifecycle.lease = coordinator.lease = self.lease
-        self.triggers = Triggers(coordinator=coordinator, lease=self.lease, engine=engine, schedule=s.schedule,
-                                 metrics=self.metrics)
-        self.scheduler = RetrainScheduler(triggers=self.triggers, lease=self.lease,
-                                          follow_production=lifecycle.sync_serving,
-                                          follow_every_s=s.serving.follow_production_s)
+        predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k)
+        lifecycle = Lifecycle(settings=s, engine=engine, store=store, predictor=predictor,
+                              publisher=KafkaEventPublisher(kafka), metrics=self.metrics)
+        coordinator = RetrainCoordinator(lifecycle, metrics=self.metrics)
+        lease = LeaseKeeper(engine, ttl_s=s.training.lease_ttl_s, metrics=self.metrics,
+                            on_acquired=lambda: lifecycle.take_over_training(active_run=coordinator.active_run),
+                            on_lost=lambda: coordinator.cancel("lost the training lease"))
+        lifecycle.lease = coordinator.lease = lease
+        triggers = Triggers(coordinator=coordinator, lease=lease, engine=engine, schedule=s.schedule,
+                            metrics=self.metrics)
+        scheduler = RetrainScheduler(triggers=triggers, lease=lease, follow_production=lifecycle.sync_serving,
+                                     follow_every_s=s.serving.follow_production_s)
+        self.predictor, self.lifecycle, self.coordinator = predictor, lifecycle, coordinator
+        self.lease, self.triggers, self.scheduler = lease, triggers, scheduler
         served = lifecycle.sync_serving()
         logger.info("production model: %s", served or "none yet")
-
-    # ------------------------------------------------------------------ control plane (daemon.control.api.ControlPlane)
+        ingestor = self.ingestor
+        self.control = ControlOperations(
+            settings=s, engine=engine, metrics=self.metrics,
+            ingest_health=lambda: ingestor.health if ingestor is not None else None,
+            predictor=predictor, lifecycle=lifecycle, coordinator=coordinator, lease=lease,
+            triggers=triggers, scheduler=scheduler)
+        return self.control
 
     def _engine(self) -> Engine:
         if self.engine is None:
             raise RuntimeError("the daemon is not started")
         return self.engine
 
-    def _session(self) -> Session:
-        return Session(self._engine())
-
-    def status(self) -> dict[str, Any]:
-        with self._session() as session:
-            return status_view(session, ingest=self.ingestor.health if self.ingestor else None,
-                               serving=self.predictor.version if self.predictor else None,
-                               active_run=self.coordinator.active_run if self.coordinator else None,
-                               progress=self.coordinator.last_progress if self.coordinator else None,
-                               training=self._training_status())
-
-    def _training_status(self) -> dict[str, Any] | None:
-        if self.triggers is None:
-            return None
-        schedule = self.settings.schedule
-        next_scheduled = self.scheduler.next_scheduled() if self.scheduler else None
-        return {
-            "lease": self.lease.holder_info(),
-            "schedule": {"interval_s": schedule.interval_s, "cron": schedule.cron, "timezone": schedule.timezone,
-                         "next": next_scheduled.isoformat() if next_scheduled else None,
-                         "min_gap_s": schedule.min_gap_s},
-            "volume": {"threshold": schedule.volume_threshold,
-                       "new_training_samples": self.triggers.new_training_samples()},
-            "on_shutdown": self.settings.training.on_shutdown,
-        }
-
-    def list_models(self) -> list[dict[str, Any]]:
-        with self._session() as session:
-            aliases = (registry.get_alias(session, registry.PRODUCTION), registry.get_alias(session, registry.PREVIOUS))
-            return [model_view(session, v, detail=False, aliases=aliases) for v in registry.list_versions(session)]
-
-    def show_model(self, version: str) -> dict[str, Any] | None:
-        with self._session() as session:
-            found = registry.get_version(session, version)
-            return model_view(session, found, detail=True) if found else None
-
-    def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
-        from daemon.training.lifecycle import ActionRefused, UnknownVersion
-
-        try:
-            record = self.lifecycle.promote(version, actor=actor, reason=reason, force=force)
-        except UnknownVersion as exc:
-            raise NotFound(str(exc)) from exc
-        except ActionRefused as exc:
-            raise Refused(str(exc)) from exc
-        return {"production": record.candidate, "previous": record.production_before, "outcome": record.outcome,
-                "forced": record.forced}
-
-    def rollback(self, *, actor: str, reason: str | None) -> dict[str, Any]:
-        from daemon.training.lifecycle import ActionRefused
-
-        try:
-            record = self.lifecycle.rollback(actor=actor, reason=reason)
-        except ActionRefused as exc:
-            raise Refused(str(exc)) from exc
-        return {"production": record.candidate, "rolled_back_from": record.production_before,
-                "outcome": record.outcome}
-
-    def retrain(self, *, requested_by: str | None) -> dict[str, Any]:
-        outcome = self.triggers.fire("manual", requested_by=requested_by)
-        if outcome.run_id is None:
-            raise Refused(f"retrain refused: {outcome.detail}")
-        return {"run_id": outcome.run_id, "started": outcome.result == "started"}
-
-    def list_runs(self, limit: int) -> list[dict[str, Any]]:
-        with self._session() as session:
-            return [run_view(run) for run in registry.list_runs(session, limit=limit)]
-
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        with self._session() as session:
-            run = registry.get_run(session, run_id)
-            return run_view(run) if run else None
-
-    def predict(self, texts: list[str]) -> dict[str, Any]:
-        from daemon.serving.predictor import NoProductionModel
-
-        started = time.perf_counter()
-        try:
-            result = self.predictor.predict(texts)
-        except NoProductionModel as exc:
-            self.metrics.predict_requests.labels(result="unavailable").inc()
-            raise Unavailable(str(exc)) from exc
-        self.metrics.predict_latency.observe(time.perf_counter() - started)
-        self.metrics.predict_requests.labels(result="ok").inc()
-        self.metrics.predict_texts.inc(len(texts))
-        return {"version": result.version,
-                "predictions": [{"label": label, "probabilities": probs}
-                                for label, probs in zip(result.labels, result.probabilities, strict=True)]}
-
-    def _start_api(self) -> None:
+    def _start_api(self, control: ControlOperations) -> None:
         ingestor = self.ingestor
         if ingestor is None:  # pragma: no cover - start() builds it first
             raise RuntimeError("ingestor not built")
@@ -367,7 +292,7 @@ class Daemon:
             readiness=Readiness(ingest=lambda: ingestor.health, schema_current=self._schema_current),
             version=lifelong_version(),
             token=self.token,
-            control=self,
+            control=control,
             max_batch=self.settings.serving.max_batch,
             max_text_chars=self.settings.serving.max_text_chars,
             max_body_bytes=self.settings.api.max_body_bytes,

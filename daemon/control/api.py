@@ -37,7 +37,7 @@ class Readiness:
 
 
 class ControlPlane(Protocol):
-    """What the routes need from the daemon; :class:`daemon.runtime.Daemon` provides it."""
+    """What the routes need from the daemon; :class:`daemon.control.plane.ControlOperations` provides it."""
 
     def status(self) -> dict[str, Any]: ...
     def list_models(self) -> list[dict[str, Any]]: ...

@@ -121,7 +121,7 @@ def _retrain(daemon: Daemon) -> dict[str, object]:
         model = model_view(session, version, detail=True) if version else None
     gate = (model or {}).get("evaluation", {}).get("gate") if model else None
     return {"run": described, "candidate": (model or {}).get("evaluation"), "gate": gate,
-            "production": daemon.serving.predictor.version}
+            "production": daemon.predictor.version}
 
 
 class _NaiveBaseline:
@@ -161,8 +161,8 @@ class _NaiveBaseline:
         if self.parent is not None and texts:
             got = predict(load_classifier(self.parent), texts).predicted_labels
             scores["naive"] = sum(g == t for g, t in zip(got, truth, strict=True)) / len(texts)
-        if daemon.serving.predictor.version is not None and texts:
-            got = daemon.serving.predictor.predict(texts).labels
+        if daemon.predictor.version is not None and texts:
+            got = daemon.predictor.predict(texts).labels
             scores["served"] = sum(g == t for g, t in zip(got, truth, strict=True)) / len(texts)
         return scores
 

@@ -187,7 +187,7 @@ class TestModelLifecycleOverHttp:
         assert [(p["version"], p["outcome"]) for p in payloads] == [
             ("v0001", "promoted"), ("v0002", "promoted"), ("v0001", "rolled_back")]
         for payload in payloads:
-            assert payload["checksum"] == daemon.training.lifecycle.store.read_manifest(payload["version"]).checksum
+            assert payload["checksum"] == daemon.lifecycle.store.read_manifest(payload["version"]).checksum
         assert payloads[1]["parent"] == "v0001"
 
         # The CLI drives the same daemon.

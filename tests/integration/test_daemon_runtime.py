@@ -131,7 +131,10 @@ class TestTriggers:
         self, start_daemon, broker: EmbeddedBroker, topic: str
     ) -> None:
         sent = _send(broker, topic, STAGE1, 60, seed=3)
-        daemon = start_daemon(schedule={"interval_s": 1})
+        # Long enough (several schedule ticks) for a tick to land during it: the fork
+        # server starts a tiny-model run in under a second, which a 1 s tick can miss.
+        slow = {"strategy": {**TRAINING["strategy"], "epochs": 40}}
+        daemon = start_daemon(schedule={"interval_s": 1}, training=slow)
         with _client(daemon) as client:
             wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] >= sent, what="records stored")
             wait_for(lambda: (client.get("/v1/status").json()["last_run"] or {}).get("train_examples", 0) > 0,

@@ -90,3 +90,10 @@ def test_the_metrics_reasons_are_the_records_reasons() -> None:
 
 def test_the_gate_policy_defaults_to_the_gates_all_set() -> None:
     assert GatePolicy().primary_set == ALL_SET
+
+
+def test_the_runtime_holds_typed_parts_only() -> None:
+    # The runtime wires parts; an Any-typed field would hide which part it is.
+    tree = ast.parse((DAEMON / "runtime.py").read_text(encoding="utf-8"))
+    annotations = [ast.unparse(node.annotation) for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)]
+    assert annotations and not [a for a in annotations if "Any" in a]

@@ -1,0 +1,147 @@
+"""The operations behind the control API: status, models, promote/rollback, retrain, runs, predict.
+
+They live here rather than on :class:`daemon.runtime.Daemon` so that the runtime only wires
+parts together and this class only translates between the API's terms (JSON views,
+:class:`~daemon.control.api.Refused` and friends) and the parts' own. It is built once the
+parts exist and holds them as typed fields; the learning stack's modules are imported only
+for types, so building it costs no torch import.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from daemon.config import Settings
+from daemon.control.api import NotFound, Refused, Unavailable
+from daemon.control.views import model_view, run_view, status_view
+from daemon.ingest.consumer import IngestHealth
+from daemon.metrics import Metrics
+from storage import registry
+
+if TYPE_CHECKING:
+    from daemon.serving.predictor import Predictor
+    from daemon.training.lease import LeaseKeeper
+    from daemon.training.lifecycle import Lifecycle
+    from daemon.training.retrain import RetrainCoordinator
+    from daemon.training.scheduler import RetrainScheduler, Triggers
+
+__all__ = ["ControlOperations"]
+
+
+class ControlOperations:
+    """What :class:`daemon.control.api.ControlPlane` asks for, over the daemon's running parts."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        metrics: Metrics,
+        ingest_health: Callable[[], IngestHealth | None],
+        predictor: Predictor,
+        lifecycle: Lifecycle,
+        coordinator: RetrainCoordinator,
+        lease: LeaseKeeper,
+        triggers: Triggers,
+        scheduler: RetrainScheduler,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self._ingest_health = ingest_health
+        self.predictor = predictor
+        self.lifecycle = lifecycle
+        self.coordinator = coordinator
+        self.lease = lease
+        self.triggers = triggers
+        self.scheduler = scheduler
+
+    def _session(self) -> Session:
+        return Session(self.engine)
+
+    def status(self) -> dict[str, Any]:
+        with self._session() as session:
+            return status_view(session, ingest=self._ingest_health(), serving=self.predictor.version,
+                               active_run=self.coordinator.active_run, progress=self.coordinator.last_progress,
+                               training=self._training_status())
+
+    def _training_status(self) -> dict[str, Any]:
+        schedule = self.settings.schedule
+        next_scheduled = self.scheduler.next_scheduled()
+        return {
+            "lease": self.lease.holder_info(),
+            "schedule": {"interval_s": schedule.interval_s, "cron": schedule.cron, "timezone": schedule.timezone,
+                         "next": next_scheduled.isoformat() if next_scheduled else None,
+                         "min_gap_s": schedule.min_gap_s},
+            "volume": {"threshold": schedule.volume_threshold,
+                       "new_training_samples": self.triggers.new_training_samples()},
+            "on_shutdown": self.settings.training.on_shutdown,
+        }
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self._session() as session:
+            aliases = (registry.get_alias(session, registry.PRODUCTION), registry.get_alias(session, registry.PREVIOUS))
+            return [model_view(session, v, detail=False, aliases=aliases) for v in registry.list_versions(session)]
+
+    def show_model(self, version: str) -> dict[str, Any] | None:
+        with self._session() as session:
+            found = registry.get_version(session, version)
+            return model_view(session, found, detail=True) if found else None
+
+    def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
+        from daemon.training.lifecycle import ActionRefused, UnknownVersion
+
+        try:
+            record = self.lifecycle.promote(version, actor=actor, reason=reason, force=force)
+        except UnknownVersion as exc:
+            raise NotFound(str(exc)) from exc
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from exc
+        return {"production": record.candidate, "previous": record.production_before, "outcome": record.outcome,
+                "forced": record.forced}
+
+    def rollback(self, *, actor: str, reason: str | None) -> dict[str, Any]:
+        from daemon.training.lifecycle import ActionRefused
+
+        try:
+            record = self.lifecycle.rollback(actor=actor, reason=reason)
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from exc
+        return {"production": record.candidate, "rolled_back_from": record.production_before,
+                "outcome": record.outcome}
+
+    def retrain(self, *, requested_by: str | None) -> dict[str, Any]:
+        outcome = self.triggers.fire("manual", requested_by=requested_by)
+        if outcome.run_id is None:
+            raise Refused(f"retrain refused: {outcome.detail}")
+        return {"run_id": outcome.run_id, "started": outcome.result == "started"}
+
+    def list_runs(self, limit: int) -> list[dict[str, Any]]:
+        with self._session() as session:
+            return [run_view(run) for run in registry.list_runs(session, limit=limit)]
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        with self._session() as session:
+            run = registry.get_run(session, run_id)
+            return run_view(run) if run else None
+
+    def predict(self, texts: list[str]) -> dict[str, Any]:
+        from daemon.serving.predictor import NoProductionModel
+
+        started = time.perf_counter()
+        try:
+            result = self.predictor.predict(texts)
+        except NoProductionModel as exc:
+            self.metrics.predict_requests.labels(result="unavailable").inc()
+            raise Unavailable(str(exc)) from exc
+        self.metrics.predict_latency.observe(time.perf_counter() - started)
+        self.metrics.predict_requests.labels(result="ok").inc()
+        self.metrics.predict_texts.inc(len(texts))
+        return {"version": result.version,
+                "predictions": [{"label": label, "probabilities": probs}
+                                for label, probs in zip(result.labels, result.probabilities, strict=True)]}
