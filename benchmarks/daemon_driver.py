@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from daemon.ingest.broker import create_topics, free_port
 from daemon.control.client import ApiError, ControlClient
+from daemon.ingest.broker import create_topics, free_port
 from daemon.ingest.produce import produce_values
 
 __all__ = ["DaemonFailed", "DaemonProcess"]

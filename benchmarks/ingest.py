@@ -50,8 +50,8 @@ import kafka.record.util
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text as sql_text
 
-from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.config import KafkaSettings, load_settings
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
 from storage import make_engine, upgrade

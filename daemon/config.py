@@ -17,10 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from sqlalchemy.engine import make_url
-
-from learners.buffer import BufferConfig
-from learners.config import StrategyConfig
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,6 +35,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+from sqlalchemy.engine import make_url
+
+from daemon.errors import DaemonError
+from learners.buffer import BufferConfig
+from learners.config import StrategyConfig
 
 __all__ = [
     "ApiSettings",
@@ -67,7 +68,7 @@ _CLI_ENV = ("CONFIG_FILE", "URL", "TOKEN")
 _yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_yaml_data", default={})
 
 
-class ConfigError(Exception):
+class ConfigError(DaemonError):
     """The configuration cannot be loaded; the message names every offending key."""
 
 

@@ -23,8 +23,8 @@ from kafka import KafkaProducer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.config import Settings, load_settings
+from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
 from storage.engine import make_engine, upgrade

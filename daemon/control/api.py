@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from daemon.control.request_guard import RequestGuard
+from daemon.errors import DaemonError
 from daemon.ingest.consumer import IngestHealth
 from daemon.metrics import Metrics
-from daemon.control.request_guard import RequestGuard
 
 __all__ = ["ControlPlane", "NotFound", "Readiness", "Refused", "Unavailable", "create_app"]
 
@@ -50,15 +51,15 @@ class ControlPlane(Protocol):
     def predict(self, texts: list[str]) -> dict[str, Any]: ...
 
 
-class Refused(Exception):
+class Refused(DaemonError):
     """The daemon refused an action; becomes 409 with the reason."""
 
 
-class Unavailable(Exception):
+class Unavailable(DaemonError):
     """Nothing can answer yet (e.g. no production model); becomes 503."""
 
 
-class NotFound(Exception):
+class NotFound(DaemonError):
     """The named thing (a version) does not exist; becomes 404."""
 
 

@@ -20,18 +20,18 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session
 
-from daemon.control.bench_cli import bench_app
-from daemon.ingest.broker import BrokerError, EmbeddedBroker, create_topics
-from daemon.control.client import ApiError, ControlClient
 from daemon.config import ConfigError, Settings, load_settings, masked_dump
-from daemon.logs import configure_logging
+from daemon.control.bench_cli import bench_app
+from daemon.control.client import ApiError, ControlClient
+from daemon.ingest.broker import BrokerError, EmbeddedBroker, create_topics
 from daemon.ingest.produce import ProduceError, produce_values, read_values
+from daemon.logs import configure_logging
 from learners.errors import LearnerError
 from storage.engine import current_revision, ensure_schema_current, head_revision, make_engine, upgrade
 from storage.errors import StorageError

@@ -6,10 +6,12 @@ from typing import Any
 
 import httpx
 
+from daemon.errors import DaemonError
+
 __all__ = ["ApiError", "ControlClient"]
 
 
-class ApiError(Exception):
+class ApiError(DaemonError):
     """The daemon is unreachable or refused the request; the message is one line."""
 
 

@@ -20,12 +20,14 @@ from types import TracebackType
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from daemon.errors import DaemonError
+
 __all__ = ["BrokerError", "EmbeddedBroker", "create_topics", "find_tansu", "free_port"]
 
 logger = logging.getLogger(__name__)
 
 
-class BrokerError(Exception):
+class BrokerError(DaemonError):
     """The embedded broker could not be started, or a topic could not be created."""
 
 

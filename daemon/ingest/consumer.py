@@ -38,8 +38,8 @@ from sqlmodel import Session
 
 from daemon.config import IngestSettings, KafkaSettings
 from daemon.ingest.kafka_diagnosis import AuthFailureWatch
-from daemon.metrics import Metrics
 from daemon.ingest.records import Limits, Rejection, validate
+from daemon.metrics import Metrics
 from storage.errors import StoreUnavailable
 from storage.ingest_store import (
     BatchResult,

@@ -18,6 +18,8 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from daemon.errors import DaemonError
+
 __all__ = ["ProduceError", "produce_values", "read_values"]
 
 logger = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 _CSV_FIELDS = ("id", "text", "label", "ts")
 
 
-class ProduceError(Exception):
+class ProduceError(DaemonError):
     """The file cannot be read or the broker refused the records."""
 
 

@@ -14,13 +14,14 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from daemon.config import KafkaSettings
+from daemon.errors import DaemonError
 
 __all__ = ["EventPublisher", "KafkaEventPublisher", "OrderedEvents", "PublishError"]
 
 logger = logging.getLogger(__name__)
 
 
-class PublishError(Exception):
+class PublishError(DaemonError):
     """The event could not be delivered."""
 
 

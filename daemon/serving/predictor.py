@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from daemon.errors import DaemonError
 from learners.inference import predict
 from learners.model import LoadedClassifier, load_classifier
 from storage.artifacts import ArtifactStore
@@ -20,7 +21,7 @@ __all__ = ["LoadedVersion", "NoProductionModel", "Prediction", "Predictor"]
 logger = logging.getLogger(__name__)
 
 
-class NoProductionModel(Exception):
+class NoProductionModel(DaemonError):
     """Nothing has been promoted yet."""
 
 

@@ -26,19 +26,20 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from daemon.config import Settings
 from daemon import failpoints
-from daemon.training.evaluation import EvaluationOutcome, evaluate_models
-from daemon.serving.events import EventPublisher, OrderedEvents, PublishError
-from daemon.training.gate import Decision, decide
+from daemon.config import Settings
+from daemon.errors import DaemonError
 from daemon.metrics import Metrics
+from daemon.serving.events import EventPublisher, OrderedEvents, PublishError
 from daemon.serving.predictor import LoadedVersion, Predictor
+from daemon.training.evaluation import EvaluationOutcome, evaluate_models
+from daemon.training.gate import Decision, decide
 from daemon.training.rejection import advice, regressed_labels
 from learners.config import STRATEGY_COMPONENTS
 from learners.data import Example
 from learners.errors import LearnerError, TrainingFailed
-from learners.model import load_classifier
 from learners.handoff import Progress
+from learners.model import load_classifier
 from learners.train import TrainingSpec
 from learners.worker import TrainingWorker, remove_partial_outputs
 from storage import registry
@@ -57,7 +58,7 @@ logger = logging.getLogger(__name__)
 RECORD_FAILURE_WITHIN_S = 600.0
 
 
-class ActionRefused(Exception):
+class ActionRefused(DaemonError):
     """An operator action was refused; production is unchanged. The message says why."""
 
 

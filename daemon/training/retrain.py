@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.training.lifecycle import Lifecycle, TrainerLease
+from daemon.errors import DaemonError
 from daemon.metrics import Metrics
+from daemon.training.lifecycle import Lifecycle, TrainerLease
 from learners.handoff import Progress
 
 __all__ = ["RetrainCoordinator", "RetrainRefused", "RetrainTicket"]
@@ -39,7 +40,7 @@ def _return_freed_memory() -> None:
         pass
 
 
-class RetrainRefused(Exception):
+class RetrainRefused(DaemonError):
     """No run was started; the message says why (shutting down, not the trainer)."""
 
 

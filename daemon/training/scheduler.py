@@ -32,8 +32,8 @@ from sqlmodel import Session
 
 from daemon.config import ScheduleSettings
 from daemon.crontab import crontab_trigger
-from daemon.training.lease import LeaseKeeper
 from daemon.metrics import Metrics
+from daemon.training.lease import LeaseKeeper
 from daemon.training.retrain import RetrainCoordinator, RetrainRefused
 from storage import registry
 from storage.samples import count_training_after

@@ -30,8 +30,8 @@ import typer.main
 import yaml
 from sqlalchemy.engine import make_url
 
-from daemon.control.cli import app
 from daemon.config import Settings, _unknown_env_keys, load_settings
+from daemon.control.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from daemon.control.bench_cli import BENCHMARKS
 from daemon.config import Settings
+from daemon.control.bench_cli import BENCHMARKS
 from tests.deploy.test_compose import _is_group, _lifelong_invocations, _option_names, _resolve_command
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,8 +30,8 @@ from daemon.ingest.broker import EmbeddedBroker, create_topics, free_port
 from daemon.runtime import Daemon
 from storage.models import Sample
 from tests.conftest import RunningIngestor, produce, record, running_ingestor, settings_for, wait_for
-from tests.reliability_log import record_case
 from tests.integration._proxy import TcpProxy
+from tests.reliability_log import record_case
 
 #: How long the ingestor's 2 s TCP probe may take to notice a cut or a restore.
 HEALTH_TIMEOUT_S = 10.0

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from daemon.ingest.broker import EmbeddedBroker, free_port
 from daemon.config import Settings
+from daemon.ingest.broker import EmbeddedBroker, free_port
 from daemon.runtime import Daemon
 from learners.worker import PARTIAL_MARKER
 from storage import registry

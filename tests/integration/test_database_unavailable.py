@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from sqlalchemy import func, select
 from sqlmodel import Session
 

@@ -11,11 +11,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlmodel import Session
 
-from daemon.ingest.broker import EmbeddedBroker, create_topics, free_port
 from daemon.config import KafkaSettings, Settings
+from daemon.ingest.broker import EmbeddedBroker, create_topics, free_port
 from daemon.serving.events import KafkaEventPublisher
-from daemon.training.lifecycle import ActionRefused, Lifecycle
 from daemon.serving.predictor import Predictor
+from daemon.training.lifecycle import ActionRefused, Lifecycle
 from storage import registry
 from storage.artifacts import MANIFEST_FILE, ArtifactStore, Manifest
 from storage.engine import make_engine

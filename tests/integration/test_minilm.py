@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from learners.buffer import BufferConfig
+from learners.config import StrategyConfig
 from learners.data import Example
 from learners.inference import predict
 from learners.model import default_base_model, load_classifier
-from learners.config import StrategyConfig
 from learners.train import TrainingSpec, train_candidate
 
 UTTERANCES = {

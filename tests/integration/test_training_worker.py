@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from learners.buffer import BufferConfig
-from learners.errors import TrainingFailed
 from learners.config import StrategyConfig
+from learners.errors import TrainingFailed
 from learners.handoff import Progress
 from learners.train import TrainingSpec
 from learners.worker import PARTIAL_MARKER, TrainingWorker, remove_partial_outputs

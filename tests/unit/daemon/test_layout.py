@@ -97,3 +97,20 @@ def test_the_runtime_holds_typed_parts_only() -> None:
     tree = ast.parse((DAEMON / "runtime.py").read_text(encoding="utf-8"))
     annotations = [ast.unparse(node.annotation) for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)]
     assert annotations and not [a for a in annotations if "Any" in a]
+
+
+def test_every_daemon_exception_derives_from_daemon_error() -> None:
+    import importlib
+    import inspect
+
+    from daemon.errors import DaemonError
+
+    defined = []
+    for module in GRAPH:
+        if module == "__main__":
+            continue
+        loaded = importlib.import_module("daemon" if module == "__init__" else f"daemon.{module}")
+        defined += [cls for _, cls in inspect.getmembers(loaded, inspect.isclass)
+                    if cls.__module__ == loaded.__name__ and issubclass(cls, BaseException)]
+    assert len(defined) >= 10
+    assert [cls.__qualname__ for cls in defined if not issubclass(cls, DaemonError)] == []

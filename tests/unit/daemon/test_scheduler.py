@@ -7,7 +7,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from learners.buffer import BufferConfig
+from learners.config import STRATEGY_COMPONENTS, StrategyConfig
 from learners.data import Example
 from learners.inference import predict
 from learners.model import load_classifier
-from learners.config import STRATEGY_COMPONENTS, StrategyConfig
 from learners.train import STATE_TENSORS, TrainingSpec, load_parent_state, train_candidate
 from tests.tiny_model import synthetic_examples
 from tests.unit.learners.conftest import LABELS
