@@ -1,4 +1,8 @@
-"""The ``lifelong`` command line.
+"""The ``lifelong`` command line: the commands and their options.
+
+What a command prints is in ``daemon.control.render``; ``lifelong train``'s pipeline in
+``daemon.control.offline_train``; everything else goes through a running daemon's API
+(``daemon.control.client``) or, for the commands that start one, ``daemon.runtime``.
 
 Every command loads the same settings (``--config`` YAML plus ``LIFELONG_*``
 environment); errors print one line to stderr and exit non-zero (2 for bad
@@ -14,19 +18,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 from sqlmodel import Session
 
 from daemon.config import ConfigError, Settings, load_settings, masked_dump
+from daemon.control import render
 from daemon.control.bench_cli import bench_app
 from daemon.control.client import ApiError, ControlClient
 from daemon.ingest.broker import BrokerError, EmbeddedBroker, create_topics
@@ -60,7 +60,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 
-_console = Console()
 _USER_ERRORS = (ConfigError, ProduceError, ValueError)
 _RUN_ERRORS = (StorageError, BrokerError, TimeoutError, RuntimeError, OSError, LearnerError, ApiError)
 
@@ -150,27 +149,27 @@ def demo(
         stage_rows: list[dict[str, Any]] = []
 
         def report(stage: str, summary: IngestSummary, info: dict[str, Any]) -> None:
-            stage_rows.append({"stage": stage, **info, "status": _summary_dict(summary)})
+            stage_rows.append({"stage": stage, **info, "status": render.summary_dict(summary)})
             if as_json:
                 typer.echo(json.dumps(stage_rows[-1]))
                 return
             if len(stage_rows) == 1:
                 api = info["api"]
-                _console.print(f"daemon API at {api}/v1 (token in {workdir / 'api-token'}), "
+                render.console.print(f"daemon API at {api}/v1 (token in {workdir / 'api-token'}), "
                                f"Prometheus metrics at {api}/metrics, while the demo runs")
-            _console.print(
+            render.console.print(
                 f"[bold]{stage}[/bold]: sent {info['sent']} records with {len(info['new_labels'])} new labels "
                 f"-> stored {summary.counts.train} train / {summary.counts.held_out} held-out samples over "
                 f"{summary.counts.labels} labels, {sum(summary.dead_letters.values())} dead letters"
             )
             retrained = info.get("retrain")
             if retrained:
-                _print_retrain(retrained)
+                render.retrain_result(retrained)
             held = info.get("held_out_accuracy")
             if held:
-                _console.print(f"  on every held-out sample so far: served model {_score(held['served'])}, "
-                               f"naive fine-tuning {_score(held['naive'])}")
-            _console.print(f"  ({info['seconds']}s)")
+                render.console.print(f"  on every held-out sample so far: served model {render.score(held['served'])}, "
+                               f"naive fine-tuning {render.score(held['naive'])}")
+            render.console.print(f"  ({info['seconds']}s)")
 
         summary = run_demo(
             settings, data=data, stages=2 if quick else stages, include_bad_records=data is None, report=report,
@@ -178,46 +177,10 @@ def demo(
         )
         report_path = write_demo_report(workdir, stage_rows)
         if not as_json:
-            _print_stage_table(stage_rows)
-            _print_summary(summary)
-            _console.print(f"report: {report_path} (chart: {report_path.with_suffix('.png')})")
-            _console.print(f"database: {settings.database_url}  (inspect with: lifelong status)")
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _print_stage_table(rows: list[dict[str, Any]]) -> None:
-    # Narrow on purpose: it must stay readable in an 80-column terminal or a CI log.
-    table = Table("stage", "new", "samples", "version", "decision", "served", "naive", "s", box=box.SIMPLE,
-                  title="demo summary",
-                  caption="new: new labels; served, naive: accuracy on every held-out sample so far of the "
-                  "served model and of naive fine-tuning (each stage from the last, new data only); s: seconds")
-    for row in rows:
-        run = (row.get("retrain") or {}).get("run") or {}
-        held = row.get("held_out_accuracy") or {}
-        table.add_row(row["stage"].removeprefix("stage "), str(len(row["new_labels"])),
-                      str(row["status"]["samples"]["total"]), run.get("candidate_version") or "-",
-                      str(run.get("outcome") or run.get("status") or "not trained"),
-                      _score(held.get("served")), _score(held.get("naive")), f"{row['seconds']:.0f}")
-    _console.print(table)
-
-
-def _print_retrain(retrained: dict[str, Any]) -> None:
-    run = retrained["run"]
-    if run.get("status") != "succeeded":
-        _console.print(f"  retrain: {run.get('status')} ({run.get('error_reason')}: {escape(str(run.get('error')))})")
-        return
-    evaluation = retrained.get("candidate") or {}
-    cand = (evaluation.get("candidate") or {}).get("all") or {}
-    prod = (evaluation.get("production") or {}).get("all") or {}
-    line = f"  candidate {run['candidate_version']}: accuracy {cand.get('accuracy', 0):.3f}, macro-F1 {cand.get('macro_f1', 0):.3f}"
-    if prod:
-        line += f" | production: accuracy {prod.get('accuracy', 0):.3f}, macro-F1 {prod.get('macro_f1', 0):.3f}"
-    _console.print(line + f" -> [bold]{run['outcome']}[/bold]; serving {retrained['production']}")
-    for check in (retrained.get("gate") or {}).get("checks", []):
-        _console.print(f"    {'ok  ' if check['passed'] else 'FAIL'} {escape(check['detail'])}")
+            render.stage_table(stage_rows)
+            render.ingest_summary(summary)
+            render.console.print(f"report: {report_path} (chart: {report_path.with_suffix('.png')})")
+            render.console.print(f"database: {settings.database_url}  (inspect with: lifelong status)")
 
 
 # ---------------------------------------------------------------------- broker / produce
@@ -290,36 +253,13 @@ def train(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from daemon.ingest.records import Limits, Rejection, validate
-    from learners.data import Example
-    from learners.train import TrainingSpec, load_parent_state
-    from learners.worker import TrainingWorker
+    from daemon.control.offline_train import train_offline
 
     with _errors_as_one_line():
         settings = _settings(ctx)
-        training = settings.training
-        overrides = {k: v for k, v in {"name": strategy, "epochs": epochs}.items() if v is not None}
-        config = training.strategy.model_validate({**training.strategy.model_dump(), **overrides})
-        first_id = 1
-        if parent is not None:
-            buffer_state = load_parent_state(parent).buffer_state or {}
-            first_id = int(buffer_state.get("high_water") or 0) + 1
-        limits = Limits(max_text_chars=settings.ingest.max_text_chars, max_label_chars=settings.ingest.max_label_chars)
-        examples, rejected = [], 0
-        for value in read_values(data):
-            checked = validate(value, limits)
-            if isinstance(checked, Rejection):
-                rejected += 1
-                continue
-            examples.append(Example(first_id + len(examples), checked.text, checked.label))
-        spec = TrainingSpec(
-            output_dir=output, train=examples, strategy=config, buffer=training.buffer.to_config(),
-            parent_dir=parent, base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
-            device=training.device, torch_threads=training.torch_threads,
-        )
         columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[rate]:.1f} ex/s loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
-        with Progress(*columns, console=_console, disable=as_json, transient=False) as bar:
+        with Progress(*columns, console=render.console, disable=as_json, transient=False) as bar:
             task = bar.add_task("training", total=None, epoch="-", rate=0.0, loss=0.0)
 
             def on_progress(report: Any) -> None:
@@ -328,54 +268,15 @@ def train(
                 bar.update(task, total=total, completed=done, epoch=f"{report.epoch}/{report.epochs}",
                            rate=report.examples_per_second, loss=report.loss)
 
-            result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress,
-                                    start_method=training.worker_start).run()
+            done = train_offline(settings, data=data, output=output, parent=parent, strategy=strategy, epochs=epochs,
+                                 on_progress=on_progress)
         if as_json:
-            typer.echo(json.dumps({**result.to_dict(), "rejected_records": rejected}, indent=2))
+            typer.echo(json.dumps({**done.result.to_dict(), "rejected_records": done.rejected}, indent=2))
             return
-        _console.print(
-            f"{result.status}: {len(examples)} examples ({rejected} invalid records skipped), "
-            f"{len(result.labels)} labels ({len(result.new_labels)} new), "
-            f"{result.examples_per_second:.1f} examples/s -> {result.output_dir or '(nothing written)'}"
-        )
-        if result.flagged_labels:
-            _console.print(f"labels with few examples: {result.flagged_labels}")
+        render.train_result(done.result, examples=done.examples, rejected=done.rejected)
 
 
 # ---------------------------------------------------------------------- status
-
-
-def _summary_dict(summary: IngestSummary) -> dict[str, Any]:
-    return {
-        "samples": {
-            "train": summary.counts.train,
-            "held_out": summary.counts.held_out,
-            "total": summary.counts.train + summary.counts.held_out,
-        },
-        "labels": {label.name: {"samples": label.samples, "held_out": label.held_out} for label in summary.labels},
-        "dead_letters": dict(summary.dead_letters),
-        "partitions": [
-            {**asdict(p), "updated_at": p.updated_at.isoformat(), "lag": p.lag} for p in summary.partitions
-        ],
-    }
-
-
-def _print_summary(summary: IngestSummary) -> None:
-    counts = summary.counts
-    _console.print(
-        f"samples: {counts.train + counts.held_out} ({counts.train} train, {counts.held_out} held-out); "
-        f"labels: {counts.labels}; dead letters: {sum(summary.dead_letters.values())}"
-    )
-    if summary.dead_letters:
-        table = Table("reason", "count", title="dead letters")
-        for reason, n in summary.dead_letters.items():
-            table.add_row(reason, str(n))
-        _console.print(table)
-    if summary.partitions:
-        table = Table("topic", "partition", "next offset", "high-watermark", "lag", title="partitions")
-        for p in summary.partitions:
-            table.add_row(p.topic, str(p.partition), str(p.next_offset), str(p.high_watermark), str(p.lag))
-        _console.print(table)
 
 
 @app.command()
@@ -395,7 +296,7 @@ def status(
         if as_json:
             typer.echo(json.dumps(reported, indent=2))
         else:
-            _print_daemon_status(reported)
+            render.daemon_status(reported)
         return
     with _errors_as_one_line():
         settings = _settings(ctx)
@@ -407,32 +308,9 @@ def status(
         finally:
             engine.dispose()
         if as_json:
-            typer.echo(json.dumps(_summary_dict(summary), indent=2))
+            typer.echo(json.dumps(render.summary_dict(summary), indent=2))
         else:
-            _print_summary(summary)
-
-
-def _print_daemon_status(reported: dict[str, Any]) -> None:
-    table = Table(title="lifelong daemon", show_header=False)
-    samples = reported["samples"]
-    table.add_row("samples", f"{samples['total']} ({samples['train']} train, {samples['held_out']} held out)")
-    table.add_row("labels", str(reported["labels"]))
-    table.add_row("dead letters", str(sum(reported["dead_letters"].values())))
-    table.add_row("production / serving", f"{reported['production'] or '-'} / {reported['serving'] or '-'}")
-    table.add_row("active run", str(reported["active_run"] or "-"))
-    last = reported.get("last_run")
-    if last:
-        table.add_row("last run", f"{last['id']} ({last['trigger']}): {last['status']}"
-                                  f"{' -> ' + last['outcome'] if last.get('outcome') else ''}")
-    training = reported.get("training") or {}
-    lease = training.get("lease") or {}
-    table.add_row("trainer", "this daemon" if lease.get("held_by_this_daemon") else str(lease.get("holder") or "-"))
-    schedule = training.get("schedule") or {}
-    table.add_row("next scheduled", str(schedule.get("next") or "-"))
-    volume = training.get("volume") or {}
-    if volume.get("threshold"):
-        table.add_row("volume trigger", f"{volume['new_training_samples']} / {volume['threshold']} new samples")
-    _console.print(table)
+            render.ingest_summary(summary)
 
 
 # ---------------------------------------------------------------------- talking to the daemon
@@ -466,14 +344,7 @@ def models_list(ctx: typer.Context, url: UrlOption = None, token: TokenOption = 
         if as_json:
             typer.echo(json.dumps(versions, indent=2))
             return
-        table = Table("version", "parent", "strategy", "labels", "macro-F1 (all)", "accuracy (all)", "decision",
-                      "aliases")
-        for v in versions:
-            all_set = (v.get("metrics") or {}).get("all") or {}
-            table.add_row(v["version"], v["parent"] or "-", v["strategy"], str(v["labels"]),
-                          f"{all_set.get('macro_f1', float('nan')):.3f}", f"{all_set.get('accuracy', float('nan')):.3f}",
-                          v["decision"] or "-", ",".join(v["aliases"]))
-        _console.print(table)
+        render.models_table(versions)
 
 
 @runs_app.command("list")
@@ -485,15 +356,7 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, max=
         if as_json:
             typer.echo(json.dumps(runs, indent=2))
             return
-        table = Table("id", "trigger", "status", "candidate", "train", "seconds", "started", "error",
-                      title="training runs")
-        for run in runs:
-            seconds = sum(step.get("seconds", 0) for step in run["steps"])
-            status = run["status"] + (f" -> {run['outcome']}" if run["outcome"] else "")
-            table.add_row(str(run["id"]), run["trigger"], status, run["candidate_version"] or "-",
-                          str(run["train_examples"]), f"{seconds:.0f}", (run["started_at"] or "")[:19],
-                          run["error_reason"] or "")
-        _console.print(table)
+        render.runs_table(runs)
 
 
 @runs_app.command("show")
@@ -505,17 +368,7 @@ def runs_show(ctx: typer.Context, run_id: int, url: UrlOption = None, token: Tok
         if as_json:
             typer.echo(json.dumps(run, indent=2))
             return
-        # Free text (errors, requesters, details) is printed without Rich markup: a path
-        # like "[/data/models/v0003]" must show as written, not break the output.
-        _console.print(f"run {run['id']} trigger={run['trigger']} requested_by={run['requested_by']} "
-                       f"status={run['status']} outcome={run['outcome']} parent={run['parent_version']} "
-                       f"candidate={run['candidate_version']}", markup=False, highlight=False)
-        if run["error_reason"]:
-            _console.print(f"error: {run['error_reason']}: {run['error']}", markup=False)
-        for step in run["steps"]:
-            detail = {k: v for k, v in step.items() if k not in ("step", "status", "seconds")}
-            _console.print(f"- {step['step']}: {step['status']} in {step['seconds']}s {json.dumps(detail)}",
-                           markup=False, highlight=False)
+        render.run_detail(run)
 
 
 @models_app.command("show")
@@ -527,14 +380,7 @@ def models_show(ctx: typer.Context, version: str, url: UrlOption = None, token: 
         if as_json:
             typer.echo(json.dumps(shown, indent=2))
             return
-        _console.print(f"[bold]{shown['version']}[/bold] parent={shown['parent']} strategy={shown['strategy']} "
-                       f"generation={shown['generation']} aliases={shown['aliases']} checksum={shown['checksum']}")
-        for decision in shown["decisions"]:
-            _console.print(f"- {decision['at']} {decision['outcome']} by {escape(decision['actor'])}: "
-                           f"{escape(str(decision['reason']))}")
-            for check in decision["checks"]:
-                mark = "ok  " if check["passed"] else "FAIL"
-                _console.print(f"    {mark} {escape(check['name'])}: {escape(check['detail'])}")
+        render.model_detail(shown)
 
 
 @models_app.command("promote")
@@ -570,10 +416,7 @@ def predict(ctx: typer.Context, texts: Annotated[list[str], typer.Argument(help=
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
-        for text, prediction in zip(texts, result["predictions"], strict=True):
-            top = ", ".join(f"{label} {p:.2f}" for label, p in list(prediction["probabilities"].items())[:3])
-            _console.print(escape(f"{prediction['label']:<24} {text[:60]!r}  ({top})"))
-        _console.print(f"model {result['version']}")
+        render.predictions(texts, result)
 
 
 @app.command()
@@ -592,7 +435,7 @@ def retrain(ctx: typer.Context,
         from rich.progress import BarColumn, Progress, TextColumn
 
         with Progress(TextColumn("run {task.fields[run]} {task.fields[phase]}"), BarColumn(),
-                      TextColumn("{task.fields[rate]}"), console=_console, disable=as_json) as bar:
+                      TextColumn("{task.fields[rate]}"), console=render.console, disable=as_json) as bar:
             task = bar.add_task("retrain", total=None, run=ticket["run_id"], phase="starting", rate="")
             while True:
                 run = client.request("GET", f"/v1/runs/{ticket['run_id']}")
@@ -610,10 +453,7 @@ def retrain(ctx: typer.Context,
         if as_json:
             typer.echo(json.dumps(run, indent=2))
         else:
-            _console.print(f"run {run['id']}: {run['status']}"
-                           f"{' -> ' + run['outcome'] if run['outcome'] else ''}"
-                           f"{' (' + str(run['error_reason']) + ': ' + str(run['error']) + ')' if run['error_reason'] else ''}"
-                           f"; candidate {run['candidate_version'] or '-'}", markup=False, highlight=False)
+            render.run_line(run)
         if run["status"] in ("failed", "cancelled"):
             raise typer.Exit(1)
 
