@@ -342,6 +342,10 @@ class GatePolicy(BaseModel):
     max_negative_flip_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     #: With flip counts, a flip rate over the limit fails only if the binomial test's p-value is below this.
     flip_rate_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
+    #: How much more of the in-scope ``all`` set the candidate may abstain on than production.
+    max_abstain_increase: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: An abstain rate over the limit fails only if the binomial test's p-value is below this.
+    abstain_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
     #: The first model (no production) needs only this primary score.
     min_absolute: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Fewest samples in the primary set to promote on at all (first model too).
@@ -354,6 +358,13 @@ class EvaluationSettings(_Section):
     #: Size of the ``recent`` evaluation set (newest held-out samples).
     recent_window: int = Field(default=500, ge=0)
     batch_size: int = Field(default=64, ge=1, le=4096)
+    #: Share of in-scope held-out samples each version's abstain threshold gives up on
+    #: (its calibrated max-softmax quantile; see ``learners.calibration``). 0 turns the
+    #: calibration, abstention and the gate's ``abstain_rate`` check off.
+    abstain_in_scope: float = Field(default=0.05, ge=0.0, le=0.5)
+    #: Records with this label are out-of-scope examples: never a class, never trained on;
+    #: their held-out samples set the abstain threshold (and are scored in the report).
+    oos_label: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class ServingSettings(_Section):
@@ -363,6 +374,9 @@ class ServingSettings(_Section):
     max_text_chars: int = Field(default=10_000, ge=1)
     #: Probabilities returned per text (the most likely labels).
     top_k: int = Field(default=5, ge=1)
+    #: Answer ``label: null, abstained: true`` when the calibrated confidence is below the
+    #: serving version's threshold (set by ``evaluation.abstain_in_scope``); off, always a label.
+    abstain: bool = True
     #: How often the daemon checks which version the database calls production, so a
     #: standby (not the trainer) serves what the trainer promoted.
     follow_production_s: float = Field(default=10.0, gt=0, le=3600)

@@ -211,6 +211,19 @@ class Metrics:
             "Share of held-out samples production got right and the last candidate got wrong (0-1).",
             registry=r,
         )
+        self.evaluation_abstain = Gauge(
+            "lifelong_evaluation_abstain_ratio",
+            "Share of in-scope held-out samples (set all) the model abstains on, at the last evaluation (0-1); "
+            "the candidate's cross-fitted.",
+            ["model"],
+            registry=r,
+        )
+        self.evaluation_oos_auroc = Gauge(
+            "lifelong_evaluation_out_of_scope_auroc",
+            "AUROC of the last candidate's calibrated confidence, in-scope against out-of-scope held-out samples "
+            "(evaluation.oos_label); 0 until such samples were scored.",
+            registry=r,
+        )
 
         # ---------------------------------------------------------------- registry
         self.promotions = Counter(
@@ -246,6 +259,10 @@ class Metrics:
         )
         self.predict_texts = Counter(
             "lifelong_predict_texts", "Texts classified by successful predict requests.", registry=r
+        )
+        self.predict_abstained = Counter(
+            "lifelong_predict_abstained",
+            "Texts the serving model abstained on (label null: confidence below its threshold).", registry=r
         )
         self.predict_latency = Histogram(
             "lifelong_predict_latency_seconds",
@@ -307,6 +324,19 @@ class Metrics:
                 self.candidate_forgetting.set(max(0.0, drop))
         flip = summary.get("negative_flip_rate")
         self.candidate_negative_flip.set(float(flip) if flip is not None else 0.0)
+        abstain = summary.get("abstain") or {}
+        for role in MODEL_ROLES:
+            measured = abstain.get(role)
+            if measured:
+                self.evaluation_abstain.labels(model=role).set(float(measured["rate"]))
+            else:
+                try:
+                    self.evaluation_abstain.remove(role)
+                except KeyError:
+                    pass
+        area = (summary.get("out_of_scope") or {}).get("auroc")
+        if area is not None:
+            self.evaluation_oos_auroc.set(float(area))
 
     def set_production(self, version: str, *, strategy: str, labels: int, buffer_samples: int,
                        promoted_at: float | None, sets: Mapping[str, Any] | None) -> None:

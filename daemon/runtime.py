@@ -254,7 +254,8 @@ class Daemon:
         s = self.settings
         engine = self._engine()
         store = ArtifactStore(s.data_dir / "models")
-        predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k)
+        predictor = Predictor(store, batch_size=s.evaluation.batch_size, top_k=s.serving.top_k,
+                              abstain=s.serving.abstain)
         lifecycle = Lifecycle(settings=s, engine=engine, store=store, predictor=predictor,
                               publisher=KafkaEventPublisher(kafka), metrics=self.metrics)
         coordinator = RetrainCoordinator(lifecycle, metrics=self.metrics)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,11 +15,16 @@ __all__ = ["Predictions", "predict"]
 
 @dataclass(frozen=True)
 class Predictions:
-    """Per text: the index of the most likely label and the full probability row."""
+    """Per text: the index of the most likely label, the probability row and the raw logits.
+
+    The probabilities are ``softmax(logits / temperature)``; the logits are kept so that a
+    calibration (``learners.calibration``) can be fitted on held-out predictions.
+    """
 
     indices: list[int]
     probabilities: list[list[float]]
     labels: list[str]
+    logits: list[list[float]] = field(default_factory=list)
 
     @property
     def predicted_labels(self) -> list[str]:
@@ -40,8 +45,11 @@ def length_batches(loaded: LoadedClassifier, texts: Sequence[str],
 
 
 @torch.inference_mode()
-def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int = 64) -> Predictions:
+def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int = 64,
+            temperature: float = 1.0) -> Predictions:
     """Predict ``texts`` in batches sorted by length (less padding), results in input order."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model = loaded.model
@@ -53,16 +61,19 @@ def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int =
     was_training = model.training
     model.eval()
     probabilities: list[list[float]] = [[] for _ in texts]
+    raw: list[list[float]] = [[] for _ in texts]
     for chunk, packed in length_batches(loaded, texts, batch_size):
         if packed.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(packed)
         else:
             logits = model(packed)
-        rows = torch.softmax(logits.float(), dim=-1).cpu().tolist()
-        for i, row in zip(chunk, rows, strict=True):
+        logits = logits.float()
+        rows = torch.softmax(logits / temperature, dim=-1).cpu().tolist()
+        for i, row, logit_row in zip(chunk, rows, logits.cpu().tolist(), strict=True):
             probabilities[i] = row
+            raw[i] = logit_row
     if was_training:
         model.train()
     indices = [max(range(len(row)), key=row.__getitem__) for row in probabilities]
-    return Predictions(indices, probabilities, labels)
+    return Predictions(indices, probabilities, labels, raw)

@@ -142,6 +142,8 @@ class ControlOperations:
         self.metrics.predict_latency.observe(time.perf_counter() - started)
         self.metrics.predict_requests.labels(result="ok").inc()
         self.metrics.predict_texts.inc(len(texts))
+        self.metrics.predict_abstained.inc(sum(result.abstained))
         return {"version": result.version,
-                "predictions": [{"label": label, "probabilities": probs}
-                                for label, probs in zip(result.labels, result.probabilities, strict=True)]}
+                "predictions": [{"label": label, "abstained": abstained, "probabilities": probs}
+                                for label, abstained, probs in zip(result.labels, result.abstained,
+                                                                   result.probabilities, strict=True)]}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from daemon.errors import DaemonError
+from learners.calibration import Calibration
 from learners.inference import predict
 from learners.model import LoadedClassifier, load_classifier
 from storage.artifacts import ArtifactStore
@@ -28,8 +29,11 @@ class NoProductionModel(DaemonError):
 @dataclass(frozen=True)
 class Prediction:
     version: str
-    labels: list[str]
+    #: Per text the most likely label, ``None`` where the model abstained.
+    labels: list[str | None]
+    #: Per text the ``top_k`` labels and their (calibrated) probabilities.
     probabilities: list[dict[str, float]]
+    abstained: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -38,15 +42,20 @@ class LoadedVersion:
 
     version: str
     loaded: LoadedClassifier
+    #: Temperature and abstain threshold fitted when the version was evaluated (its
+    #: manifest's ``metrics.calibration``); ``None`` for versions evaluated without one.
+    calibration: Calibration | None = None
 
 
 class Predictor:
     """Holds the serving model; thread-safe."""
 
-    def __init__(self, store: ArtifactStore, *, batch_size: int = 64, top_k: int = 5) -> None:
+    def __init__(self, store: ArtifactStore, *, batch_size: int = 64, top_k: int = 5, abstain: bool = True) -> None:
         self.store = store
         self.batch_size = batch_size
         self.top_k = top_k
+        #: Apply the serving version's abstain threshold (its temperature applies either way).
+        self.abstain = abstain
         self._serving: LoadedVersion | None = None
 
     @property
@@ -73,8 +82,10 @@ class Predictor:
         learners.errors.ModelLoadError
             The files verify but do not load.
         """
-        self.store.verify(version, expected_checksum=checksum)
-        return LoadedVersion(version, load_classifier(self.store.path_for(version)))
+        manifest = self.store.verify(version, expected_checksum=checksum)
+        recorded = (manifest.metrics or {}).get("calibration")
+        return LoadedVersion(version, load_classifier(self.store.path_for(version)),
+                             Calibration.from_dict(recorded) if recorded else None)
 
     def activate(self, prepared: LoadedVersion) -> None:
         """Serve ``prepared`` from the next request on (one reference swap)."""
@@ -85,13 +96,20 @@ class Predictor:
         self._serving = None
 
     def predict(self, texts: Sequence[str]) -> Prediction:
-        """Labels and the top probabilities per text, from the model serving at call time."""
+        """Labels (``None`` where the model abstains) and the top probabilities per text,
+        from the model serving at call time."""
         serving = self._serving
         if serving is None:
             raise NoProductionModel("no production model yet: nothing has been promoted")
-        result = predict(serving.loaded, texts, batch_size=self.batch_size)
-        probabilities = []
-        for row in result.probabilities:
+        calibration = serving.calibration
+        temperature = calibration.temperature if calibration is not None else 1.0
+        threshold = calibration.threshold if calibration is not None and self.abstain else 0.0
+        result = predict(serving.loaded, texts, batch_size=self.batch_size, temperature=temperature)
+        probabilities, labels, abstained = [], [], []
+        for row, label in zip(result.probabilities, result.predicted_labels, strict=True):
             ranked = sorted(range(len(row)), key=row.__getitem__, reverse=True)[: self.top_k]
             probabilities.append({result.labels[i]: round(row[i], 6) for i in ranked})
-        return Prediction(serving.version, result.predicted_labels, probabilities)
+            unsure = max(row) < threshold
+            abstained.append(unsure)
+            labels.append(None if unsure else label)
+        return Prediction(serving.version, labels, probabilities, abstained)

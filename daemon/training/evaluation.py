@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.training.gate import GateInput, PairedOutcome, SetMetrics
+from daemon.training.gate import AbstainOutcome, GateInput, PairedOutcome, SetMetrics
+from learners.calibration import Calibration, auroc, calibrated, cross_fitted_abstain_rate, fit_calibration
 from learners.evaluate import evaluate, negative_flip_rate
 from learners.inference import predict
 from learners.model import LoadedClassifier
@@ -42,11 +43,20 @@ class EvaluationOutcome:
     label_outcomes: dict[str, PairedOutcome] | None = None
     #: Over the whole ``all`` set: samples lost (the negative flips) and gained.
     flip_outcome: PairedOutcome | None = None
+    #: The candidate's temperature and abstain threshold, fitted on the ``all`` set
+    #: (and held-out out-of-scope samples); ``None`` when abstention is off.
+    calibration: Calibration | None = None
+    #: In-scope abstentions of both models on ``all`` (the candidate's cross-fitted).
+    abstain: AbstainOutcome | None = None
+    #: Out-of-scope held-out samples: how many, the share the candidate abstains on, and
+    #: the AUROC of its calibrated confidence, in-scope against out-of-scope.
+    out_of_scope: dict[str, Any] | None = None
 
     def gate_input(self) -> GateInput:
         return GateInput(candidate=self.candidate, production=self.production,
                          negative_flip_rate=self.negative_flip_rate, old_labels=self.old_labels,
-                         label_outcomes=self.label_outcomes, flip_outcome=self.flip_outcome)
+                         label_outcomes=self.label_outcomes, flip_outcome=self.flip_outcome,
+                         abstain=self.abstain)
 
     @staticmethod
     def rows(metrics: dict[str, SetMetrics]) -> list[EvaluationRow]:
@@ -69,13 +79,20 @@ class EvaluationOutcome:
             return {name: {"n": m.n, "accuracy": round(m.accuracy, 6), "macro_f1": round(m.macro_f1, 6)}
                     for name, m in metrics.items()}
 
-        return {
+        summary: dict[str, Any] = {
             "candidate": sets(self.candidate),
             "production": sets(self.production),
             "negative_flip_rate": self.negative_flip_rate,
             "old_labels": len(self.old_labels),
             "new_labels": self.new_labels,
         }
+        if self.calibration is not None:
+            summary["calibration"] = self.calibration.to_dict()
+        if self.abstain is not None:
+            summary["abstain"] = self.abstain.to_dict()
+        if self.out_of_scope is not None:
+            summary["out_of_scope"] = self.out_of_scope
+        return summary
 
 
 def build_sets(
@@ -131,11 +148,40 @@ def paired_outcomes(examples: Sequence[StoredExample], production: dict[int, str
     return {label: PairedOutcome(n=n, lost=lost, gained=gained) for label, (n, lost, gained) in sorted(counts.items())}
 
 
-def _predicted(model: LoadedClassifier, examples: list[StoredExample], batch_size: int) -> dict[int, str]:
+def _predicted(model: LoadedClassifier, examples: Sequence[StoredExample],
+               batch_size: int) -> tuple[dict[int, str], list[list[float]]]:
+    """Predicted label by sample id, and the logits in ``examples`` order."""
     if not examples:
-        return {}
-    labels = predict(model, [e.text for e in examples], batch_size=batch_size).predicted_labels
-    return {e.sample_id: label for e, label in zip(examples, labels, strict=True)}
+        return {}, []
+    result = predict(model, [e.text for e in examples], batch_size=batch_size)
+    return {e.sample_id: label for e, label in zip(examples, result.predicted_labels, strict=True)}, result.logits
+
+
+def _calibrate(
+    candidate: LoadedClassifier, production: LoadedClassifier | None, examples: list[StoredExample],
+    oos: Sequence[StoredExample], cand_logits: list[list[float]], prod_logits: list[list[float]], *,
+    in_scope_abstain: float, production_calibration: Calibration | None, batch_size: int,
+) -> tuple[Calibration, AbstainOutcome, dict[str, Any] | None]:
+    index = {label: i for i, label in enumerate(candidate.model.labels)}
+    y_true = [index[e.label] for e in examples]
+    _, oos_logits = _predicted(candidate, oos, batch_size)
+    calibration = fit_calibration(cand_logits, y_true, in_scope_abstain=in_scope_abstain, oos_logits=oos_logits)
+    abstained, scored = cross_fitted_abstain_rate(cand_logits, y_true, in_scope_abstain=in_scope_abstain,
+                                                  oos_logits=oos_logits)
+    production_abstained = None
+    if production is not None and production_calibration is not None and prod_logits:
+        production_abstained = sum(production_calibration.abstains(row) for row in prod_logits)
+    outcome = AbstainOutcome(candidate_abstained=abstained, candidate_n=scored,
+                             production_abstained=production_abstained,
+                             production_n=len(prod_logits) if production_abstained is not None else 0)
+    out_of_scope = None
+    if oos_logits:
+        oos_scores = calibrated(oos_logits, calibration.temperature)
+        area = auroc(calibrated(cand_logits, calibration.temperature), oos_scores)
+        out_of_scope = {"n": len(oos_logits),
+                        "abstain_rate": round(sum(s < calibration.threshold for s in oos_scores) / len(oos_scores), 6),
+                        "auroc": None if area is None else round(area, 6)}
+    return calibration, outcome, out_of_scope
 
 
 def evaluate_models(
@@ -145,20 +191,29 @@ def evaluate_models(
     *,
     recent_window: int = 500,
     batch_size: int = 64,
+    in_scope_abstain: float = 0.0,
+    oos_label: str | None = None,
+    production_calibration: Calibration | None = None,
 ) -> EvaluationOutcome:
-    """Score the candidate and production on the same held-out sets."""
+    """Score the candidate and production on the same held-out sets.
+
+    With ``in_scope_abstain`` > 0 the candidate's calibration is fitted (held-out samples
+    labelled ``oos_label`` are the out-of-scope examples) and both models' in-scope
+    abstentions are counted, production's under ``production_calibration``.
+    """
     production_labels = list(production.model.labels) if production is not None else []
     sets = build_sets(heldout, candidate_labels=candidate.model.labels, production_labels=production_labels,
                       recent_window=recent_window)
     index = {label: i for i, label in enumerate(candidate.model.labels)}
-    cand_pred = _predicted(candidate, sets["all"], batch_size)
+    cand_pred, cand_logits = _predicted(candidate, sets["all"], batch_size)
     cand = {name: _set_metrics(name, examples, cand_pred, index) for name, examples in sets.items()}
     prod = None
     flip_rate = None
     outcomes = None
     flips = None
+    prod_logits: list[list[float]] = []
     if production is not None:
-        prod_pred = _predicted(production, sets["all"], batch_size)
+        prod_pred, prod_logits = _predicted(production, sets["all"], batch_size)
         prod = {name: _set_metrics(name, examples, prod_pred, index) for name, examples in sets.items()}
         if sets["all"]:
             y_true = [index[e.label] for e in sets["all"]]
@@ -171,6 +226,13 @@ def evaluate_models(
                                   gained=sum(o.gained for o in every))
         outcomes = paired_outcomes(sets["all"], prod_pred, cand_pred, labels=production_labels)
     new_labels = sorted(set(candidate.model.labels) - set(production_labels))
+    calibration = abstain = out_of_scope = None
+    if in_scope_abstain > 0 and sets["all"]:
+        oos = [e for e in heldout if oos_label is not None and e.label == oos_label]
+        calibration, abstain, out_of_scope = _calibrate(
+            candidate, production, sets["all"], oos, cand_logits, prod_logits, in_scope_abstain=in_scope_abstain,
+            production_calibration=production_calibration, batch_size=batch_size)
     return EvaluationOutcome(candidate=cand, production=prod, negative_flip_rate=flip_rate,
                              old_labels=sorted(production_labels), new_labels=new_labels,
-                             label_outcomes=outcomes, flip_outcome=flips)
+                             label_outcomes=outcomes, flip_outcome=flips, calibration=calibration,
+                             abstain=abstain, out_of_scope=out_of_scope)

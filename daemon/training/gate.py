@@ -100,6 +100,7 @@ from daemon.config import GatePolicy
 
 __all__ = [
     "ALL_SET",
+    "AbstainOutcome",
     "OLD_LABELS_SET",
     "Check",
     "Decision",
@@ -201,6 +202,46 @@ class PairedOutcome:
             object.__setattr__(self, name, _check_count(getattr(self, name), f"paired outcome: {name}"))
         if self.lost + self.gained > self.n:
             raise ValueError(f"paired outcome: lost + gained ({self.lost + self.gained}) exceeds n ({self.n})")
+
+
+@dataclass(frozen=True)
+class AbstainOutcome:
+    """In-scope abstentions on the ``all`` set: the candidate's (cross-fitted, see
+    ``learners.calibration``) and production's under its own recorded calibration
+    (``production_abstained`` is ``None`` when production has none, or there is no production)."""
+
+    candidate_abstained: int
+    candidate_n: int
+    production_abstained: int | None = None
+    production_n: int = 0
+
+    def __post_init__(self) -> None:
+        _check_count(self.candidate_abstained, "abstain: candidate_abstained")
+        _check_count(self.candidate_n, "abstain: candidate_n")
+        _check_count(self.production_n, "abstain: production_n")
+        if self.candidate_abstained > self.candidate_n:
+            raise ValueError("abstain: candidate_abstained exceeds candidate_n")
+        if self.production_abstained is not None:
+            _check_count(self.production_abstained, "abstain: production_abstained")
+            if self.production_abstained > self.production_n:
+                raise ValueError("abstain: production_abstained exceeds production_n")
+
+    @property
+    def candidate_rate(self) -> float:
+        return self.candidate_abstained / self.candidate_n if self.candidate_n else 0.0
+
+    @property
+    def production_rate(self) -> float | None:
+        if self.production_abstained is None or not self.production_n:
+            return None
+        return self.production_abstained / self.production_n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"candidate": {"abstained": self.candidate_abstained, "n": self.candidate_n,
+                              "rate": round(self.candidate_rate, 6)},
+                "production": None if self.production_rate is None else {
+                    "abstained": self.production_abstained, "n": self.production_n,
+                    "rate": round(self.production_rate, 6)}}
 
 
 def sign_test_p(lost: int, gained: int) -> float:
@@ -305,6 +346,7 @@ class GateInput:
     old_labels: Sequence[str]
     label_outcomes: Mapping[str, PairedOutcome] | None = None
     flip_outcome: PairedOutcome | None = None
+    abstain: AbstainOutcome | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidate", _copied_sets(self.candidate, "candidate"))
@@ -559,6 +601,25 @@ def _negative_flip_rate(rate: float | None, outcome: PairedOutcome | None, polic
     return Check(name="negative_flip_rate", passed=passed, value=rate, threshold=limit, detail=detail)
 
 
+def _abstain_rate(outcome: AbstainOutcome, policy: GatePolicy) -> Check:
+    """The candidate must not abstain on much more in-scope traffic than production does."""
+    rate, reference = outcome.candidate_rate, outcome.production_rate
+    measured = f"candidate abstains on {outcome.candidate_abstained} of {outcome.candidate_n} in-scope samples ({rate:.3f})"
+    if reference is None:
+        return Check(name="abstain_rate", passed=True, value=rate, threshold=None,
+                     detail=f"{measured}; no production calibration to compare with")
+    limit = min(1.0, reference + policy.max_abstain_increase)
+    passed = _at_most(rate, limit)
+    detail = f"{measured}, production {reference:.3f} (allowed <= {limit:.3f})"
+    if not passed:
+        p_value = binomial_tail_p(outcome.candidate_abstained, outcome.candidate_n, limit)
+        significant = p_value < policy.abstain_alpha
+        passed = not significant
+        detail += (f"; binomial test of rate <= {limit:.3f}: p={p_value:.3g} "
+                   f"({'significant' if significant else 'not significant'} at {policy.abstain_alpha:g})")
+    return Check(name="abstain_rate", passed=passed, value=rate, threshold=limit, detail=detail)
+
+
 def _summary(checks: Sequence[Check]) -> str:
     failed = [check.name for check in checks if not check.passed]
     if not failed:
@@ -572,7 +633,8 @@ def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
     Every check is evaluated and returned, in a stable order: ``eval_samples``
     then ``min_absolute`` for a first model; otherwise ``eval_samples``,
     ``primary_improvement``, ``old_label_forgetting``, the ``label_forgetting:<label>``
-    checks sorted by label, and ``negative_flip_rate``. The candidate is promoted
+    checks sorted by label, and ``negative_flip_rate``; last ``abstain_rate`` when the input
+    carries abstentions (a first model's passes, recording the rate). The candidate is promoted
     iff all of them pass. Inputs are not modified.
 
     Raises
@@ -595,4 +657,6 @@ def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
         checks.extend(_label_forgetting(gate_input.candidate, production, gate_input.old_labels,
                                         gate_input.label_outcomes, policy))
         checks.append(_negative_flip_rate(gate_input.negative_flip_rate, gate_input.flip_outcome, policy))
+    if gate_input.abstain is not None:
+        checks.append(_abstain_rate(gate_input.abstain, policy))
     return Decision(promote=all(check.passed for check in checks), checks=tuple(checks), summary=_summary(checks))

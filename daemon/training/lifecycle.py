@@ -35,6 +35,7 @@ from daemon.serving.predictor import LoadedVersion, Predictor
 from daemon.training.evaluation import EvaluationOutcome, evaluate_models
 from daemon.training.gate import Decision, decide
 from daemon.training.rejection import advice, regressed_labels
+from learners.calibration import Calibration
 from learners.config import STRATEGY_COMPONENTS
 from learners.data import Example
 from learners.errors import LearnerError, TrainingFailed
@@ -354,6 +355,10 @@ class Lifecycle:
             watermark = parent.data_watermark if parent else 0
             train = [Example(*row) for row in training_examples(session, after_id=watermark, up_to_id=up_to)]
             replay = [Example(*row) for row in examples_by_ids(session, parent.buffer_members)] if parent else []
+        oos = self.settings.evaluation.oos_label
+        if oos is not None:  # out-of-scope examples set the abstain threshold; they are never a class
+            train = [e for e in train if e.label != oos]
+            replay = [e for e in replay if e.label != oos]
         return parent, train, replay, up_to
 
     def _regressed_replay(self, parent: ModelVersion | None, replay: list[Example],
@@ -395,8 +400,11 @@ class Lifecycle:
         with Session(self.engine) as session:
             heldout = heldout_examples(session, up_to_id=up_to)
         evaluation = self.settings.evaluation
+        recorded = (parent.metrics or {}).get("calibration") if parent is not None else None
         return evaluate_models(candidate, production, heldout, recent_window=evaluation.recent_window,
-                               batch_size=evaluation.batch_size)
+                               batch_size=evaluation.batch_size, in_scope_abstain=evaluation.abstain_in_scope,
+                               oos_label=evaluation.oos_label,
+                               production_calibration=Calibration.from_dict(recorded) if recorded else None)
 
     def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str], checksum: str) -> str:
         checks = decision.to_dict()["checks"]

@@ -78,7 +78,14 @@ class TestFirstModel:
             assert version.checksum == lifecycle.store.verify("v0001").checksum
             decision = registry.latest_decisions(session, version="v0001")[0]
             assert decision.outcome == "promoted"
-            assert [c["name"] for c in decision.checks] == ["eval_samples", "min_absolute"]
+            assert [c["name"] for c in decision.checks] == ["eval_samples", "min_absolute", "abstain_rate"]
+            # The version carries the calibration fitted on its held-out samples, and serves with it.
+            calibration = version.metrics["calibration"]
+            assert calibration["n_in_scope"] == version.metrics["candidate"]["all"]["n"]
+            assert calibration["in_scope_abstain"] == settings.evaluation.abstain_in_scope
+            served = lifecycle.predictor.serving
+            assert served is not None and served.calibration is not None
+            assert served.calibration.to_dict() == calibration
 
     def test_no_new_data_skips_the_run(self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path,
                                        tiny_bert: Path) -> None:

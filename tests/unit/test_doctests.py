@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 #: Modules whose docstrings hold examples; a module added here must have at least one.
-WITH_EXAMPLES = ["daemon.training.gate", "daemon.training.rejection", "learners.buffer", "storage.artifacts"]
+WITH_EXAMPLES = ["daemon.training.gate", "daemon.training.rejection", "learners.buffer", "learners.calibration",
+                 "storage.artifacts"]
 
 
 @pytest.mark.parametrize("name", WITH_EXAMPLES)

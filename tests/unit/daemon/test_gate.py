@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 from pydantic import ValidationError
 
-from daemon.training.gate import Check, Decision, GateInput, GatePolicy, SetMetrics, decide
+from daemon.training.gate import AbstainOutcome, Check, Decision, GateInput, GatePolicy, SetMetrics, decide
 
 FIRST_MODEL_CHECKS = ("eval_samples", "min_absolute")
 
@@ -263,6 +263,46 @@ class TestDecideNegativeFlipRate:
         )
 
 
+class TestDecideAbstainRate:
+    """The candidate must not abstain on much more in-scope traffic than production."""
+
+    @staticmethod
+    def _with(abstain: AbstainOutcome, *, production: bool = True) -> GateInput:
+        sets = _sets(_set("all", 0.8))
+        if not production:
+            return GateInput(candidate=sets, production=None, negative_flip_rate=None, old_labels=(), abstain=abstain)
+        return GateInput(candidate=sets, production=sets, negative_flip_rate=0.01, old_labels=(), abstain=abstain)
+
+    def test_a_rate_near_production_passes_and_is_recorded(self) -> None:
+        decision = decide(self._with(AbstainOutcome(12, 200, 10, 200)), GatePolicy())
+        check = _by_name(decision)["abstain_rate"]
+        assert decision.promote and check.passed and check.value == pytest.approx(0.06)
+        assert check.threshold == pytest.approx(0.10)
+        assert decision.checks[-1].name == "abstain_rate"
+
+    def test_abstaining_on_far_more_in_scope_traffic_is_rejected(self) -> None:
+        decision = decide(self._with(AbstainOutcome(60, 200, 10, 200)), GatePolicy())
+        assert decision.summary == "reject: abstain_rate failed"
+        assert "significant at 0.01" in decision.failed[0].detail
+
+    def test_a_rate_barely_over_on_few_samples_is_noise(self) -> None:
+        # 3 of 20 (0.15) against a limit of 0.10: well within sampling error.
+        decision = decide(self._with(AbstainOutcome(3, 20, 1, 20)), GatePolicy())
+        assert decision.promote
+        assert "not significant" in _by_name(decision)["abstain_rate"].detail
+
+    def test_without_a_production_calibration_the_rate_is_recorded_only(self) -> None:
+        for gate_input in (self._with(AbstainOutcome(150, 200)), self._with(AbstainOutcome(150, 200), production=False)):
+            check = _by_name(decide(gate_input, GatePolicy()))["abstain_rate"]
+            assert check.passed and check.threshold is None and "no production calibration" in check.detail
+
+    def test_impossible_counts_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="candidate_abstained exceeds candidate_n"):
+            AbstainOutcome(5, 4)
+        with pytest.raises(TypeError, match="candidate_n must be an int"):
+            AbstainOutcome(1, 2.5)  # type: ignore[arg-type]
+
+
 class TestDecidePoisonedCandidate:
     def test_decide_poisoned_candidate_is_rejected_for_forgetting_and_flips(self) -> None:
         candidate = _sets(
@@ -335,8 +375,8 @@ class TestGatePolicy:
         assert GatePolicy().model_dump() == {
             "primary_metric": "macro_f1", "primary_set": "all", "min_improvement": 0.0, "max_forgetting": 0.05,
             "max_label_forgetting": 0.25, "min_label_support": 10, "label_forgetting_alpha": 0.01,
-            "max_negative_flip_rate": 0.05, "flip_rate_alpha": 0.01, "min_absolute": 0.5,
-            "min_eval_samples": 1,
+            "max_negative_flip_rate": 0.05, "flip_rate_alpha": 0.01, "max_abstain_increase": 0.05,
+            "abstain_alpha": 0.01, "min_absolute": 0.5, "min_eval_samples": 1,
         }
 
     def test_gate_policy_rejects_unknown_keys(self) -> None:
