@@ -60,12 +60,23 @@ class Plan:
     freshness_recall: float
     stage_timeout_s: float
     seed: int
+    #: Stream the dataset's out-of-scope training texts (label ``oos``) and score its
+    #: out-of-scope test texts at the end.
+    oos: bool = False
+
+
+#: The label out-of-scope texts are streamed with (the daemon's ``evaluation.oos_label``).
+OOS_LABEL = "oos"
 
 
 def _stage_records(plan: Plan, stage: Stage) -> list[dict[str, str]]:
     labels = set(stage.labels)
     rows = [{"id": f"bench-{stage.number}-{i}", "text": text, "label": label}
             for i, (text, label) in enumerate(p for p in plan.dataset.train if p[1] in labels)]
+    if plan.oos:  # out-of-scope traffic arrives all along: an equal share with every stage
+        share = plan.dataset.oos_train[stage.number - 1::len(plan.stages)]
+        rows += [{"id": f"bench-{stage.number}-oos-{i}", "text": text, "label": OOS_LABEL}
+                 for i, text in enumerate(share)]
     random.Random(plan.seed * 1000 + stage.number).shuffle(rows)
     return rows
 
@@ -127,13 +138,40 @@ def run_daemon_stream(plan: Plan, bootstrap_servers: str, workdir: Path, say: An
                 f"{rows[-1]['decision']}{' (' + ', '.join(failed[:3]) + ')' if failed else ''}, serving "
                 f"{production}: accuracy {score.accuracy:.3f}, new labels {score.new_labels_recall:.3f}, "
                 f"{t3 - t0:.0f} s")
+        out_of_scope = score_out_of_scope(plan, daemon) if plan.oos and rows[-1]["production"] else None
     for row, value in zip(rows, forgetting([r["groups"] for r in rows]), strict=True):
         row["forgetting"] = value
     accuracies = [r["accuracy"] for r in rows]
-    return {"stages": rows, "final": accuracies[-1], "average": average_incremental(accuracies),
-            "promoted": sum(r["decision"] == "promoted" for r in rows),
-            "all_new_labels_served": all(not r["unserved_labels"] for r in rows),
-            "wall_s": round(time.monotonic() - started_all, 1)}
+    result = {"stages": rows, "final": accuracies[-1], "average": average_incremental(accuracies),
+              "promoted": sum(r["decision"] == "promoted" for r in rows),
+              "all_new_labels_served": all(not r["unserved_labels"] for r in rows),
+              "wall_s": round(time.monotonic() - started_all, 1)}
+    if out_of_scope is not None:
+        result["out_of_scope"] = out_of_scope
+    return result
+
+
+def score_out_of_scope(plan: Plan, daemon: DaemonProcess) -> dict[str, Any]:
+    """The served model on every in-scope test text and the out-of-scope test texts: how
+    many of each it abstains on, and how well its top probability separates them."""
+    from learners.calibration import auroc
+
+    scored = seen_test(plan.dataset.test, plan.stages, len(plan.stages))
+    inside, _ = daemon.answers([t for t, _ in scored])
+    outside, _ = daemon.answers(plan.dataset.oos_test)
+    answered = [(a, label) for a, (_, label) in zip(inside, scored, strict=True) if not a["abstained"]]
+
+    def top(answer: dict[str, Any]) -> float:
+        return max(answer["probabilities"].values())
+
+    area = auroc([top(a) for a in inside], [top(a) for a in outside])
+    return {"in_scope_texts": len(inside), "oos_texts": len(outside),
+            "oos_trained_as": len(plan.dataset.oos_train),
+            "oos_recall": sum(a["abstained"] for a in outside) / len(outside) if outside else None,
+            "in_scope_abstained": sum(a["abstained"] for a in inside) / len(inside) if inside else None,
+            "in_scope_answered_accuracy": (sum(a["label"] == label for a, label in answered) / len(answered)
+                                           if answered else None),
+            "auroc": area}
 
 
 def measure_freshness(plan: Plan, bootstrap_servers: str, workdir: Path, say: Any) -> dict[str, Any]:
@@ -252,6 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--baselines", default=",".join(BASELINES),
                      help=f"comma-separated subset of {','.join(BASELINES)}, or 'none'")
+    run.add_argument("--oos", action="store_true",
+                     help="stream the dataset's out-of-scope training texts as label 'oos' (evaluation.oos_label) "
+                          "and score abstention on its out-of-scope test texts (CLINC150's oos_train/oos_test)")
     run.add_argument("--no-freshness", action="store_true", help="skip the freshness measurement")
     run.add_argument("--freshness-volume", type=int, default=None,
                      help="schedule.volume_threshold of the freshness daemon (default 80%% of a stage)")
@@ -280,6 +321,10 @@ def _plan(args: argparse.Namespace) -> Plan:
         raise DatasetError(f"--freshness-recall must be in (0, 1], got {args.freshness_recall}")
     if args.config is not None and not args.config.is_file():
         raise DatasetError(f"config file {args.config} not found")
+    if args.oos:
+        if not dataset.oos_test:
+            raise DatasetError("--oos needs out-of-scope texts: CLINC150's data_full.json has oos_train/oos_test")
+        env["LIFELONG_EVALUATION__OOS_LABEL"] = OOS_LABEL
     baselines = () if args.baselines == "none" else tuple(b for b in args.baselines.split(",") if b)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
@@ -287,7 +332,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     return Plan(dataset=dataset, stages=stages, config=args.config, env=env, baselines=baselines,
                 freshness=not args.no_freshness, freshness_volume=args.freshness_volume,
                 freshness_recall=args.freshness_recall,
-                stage_timeout_s=args.stage_timeout_s, seed=args.seed)
+                stage_timeout_s=args.stage_timeout_s, seed=args.seed, oos=args.oos)
 
 
 def _check_settings(plan: Plan) -> dict[str, Any]:

@@ -68,6 +68,13 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{100 * freshness['stages'][0].get('recall_needed', 0.8):.0f}% recall on its labels "
                     f"(volume threshold {freshness['stages'][0]['volume_threshold']}; target <= "
                     f"{freshness['target_s']:.0f} s: {'met' if freshness['met'] else 'missed'})."]
+    oos = daemon.get("out_of_scope")
+    if oos:
+        lines += ["", f"Out of scope (final model, {oos['oos_texts']} out-of-scope and {oos['in_scope_texts']} in-scope "
+                      f"test texts; {oos['oos_trained_as']} out-of-scope records streamed): out-of-scope recall "
+                      f"(abstained) {_pct(oos['oos_recall'])}, in-scope abstained {_pct(oos['in_scope_abstained'])}, "
+                      f"in-scope accuracy when answered {_pct(oos['in_scope_answered_accuracy'])}, AUROC of the "
+                      f"served confidence {oos['auroc']:.3f}."]
     lines += ["", f"Reproduce: `{config['command']}`"]
     return "\n".join(lines) + "\n"
 

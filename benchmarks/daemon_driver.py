@@ -175,14 +175,20 @@ class DaemonProcess:
                    f"{version} to be served")
 
     def predict(self, texts: list[str], batch: int = 64) -> tuple[list[str | None], set[str]]:
-        """Labels for ``texts`` through ``/v1/predict`` and the versions that answered."""
-        labels: list[str | None] = []
+        """Most likely label for ``texts`` through ``/v1/predict`` (an abstention's top
+        candidate: accuracy measures the classifier) and the versions that answered."""
+        answers, versions = self.answers(texts, batch)
+        return [next(iter(p["probabilities"]), None) for p in answers], versions
+
+    def answers(self, texts: list[str], batch: int = 64) -> tuple[list[dict[str, Any]], set[str]]:
+        """Every prediction object for ``texts`` (label, abstained, probabilities) and the versions."""
+        answers: list[dict[str, Any]] = []
         versions: set[str] = set()
         for start in range(0, len(texts), batch):
             answer = self.api("POST", "/v1/predict", {"texts": texts[start:start + batch]})
             versions.add(answer["version"])
-            labels += [p["label"] for p in answer["predictions"]]
-        return labels, versions
+            answers += answer["predictions"]
+        return answers, versions
 
     def _wait(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s

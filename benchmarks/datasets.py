@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CLINC150", "Dataset", "DatasetError", "Stage", "load_dataset", "plan_stages"]
@@ -34,6 +34,9 @@ class DatasetError(Exception):
 class Dataset:
     train: list[Pair]
     test: list[Pair]
+    #: Texts no label covers (CLINC150's ``oos_train`` / ``oos_test``); empty for other data.
+    oos_train: list[str] = field(default_factory=list)
+    oos_test: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> list[str]:
@@ -109,7 +112,10 @@ def _read_clinc(path: Path) -> Dataset:
         raise DatasetError(f"{path} is not JSON: {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("train", "test")):
         raise DatasetError(f"{path}: expected an object with 'train' and 'test' lists of [text, label] pairs")
-    return Dataset(_pairs(path, data["train"], "train"), _pairs(path, data["test"], "test"))
+    oos = {split: [text for text, _ in _pairs(path, data[split], split)] if isinstance(data.get(split), list) else []
+           for split in ("oos_train", "oos_test")}
+    return Dataset(_pairs(path, data["train"], "train"), _pairs(path, data["test"], "test"),
+                   oos["oos_train"], oos["oos_test"])
 
 
 def _pairs(path: Path, rows: list[object], split: str) -> list[Pair]:

@@ -174,7 +174,35 @@ def test_continual_benchmark_runs_the_real_daemon_and_reports_every_stage(tmp_pa
     assert (out / "daemon.log").read_text().rstrip().endswith("lifelong stopped")  # stopped, not left behind
 
 
+def test_continual_benchmark_scores_out_of_scope_texts_through_the_daemon(tmp_path: Path) -> None:
+    from tests.integration.test_out_of_scope import UNSEEN, _out_of_scope
+    from tests.tiny_model import build_tiny_bert, synthetic_examples
+
+    labels = [f"intent{i}" for i in range(4)]
+    model = build_tiny_bert(tmp_path / "tiny", [*labels, *UNSEEN])
+    data = {"train": [[e.text, e.label] for e in synthetic_examples(labels, 40, seed=1)],
+            "test": [[e.text, e.label] for e in synthetic_examples(labels, 10, seed=2)],
+            "oos_train": [[t, "oos"] for t in _out_of_scope(80, seed=3)],
+            "oos_test": [[t, "oos"] for t in _out_of_scope(30, seed=4)]}
+    (tmp_path / "data_full.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("training:\n  strategy:\n    learning_rate: 0.003\n    epochs: 8\n",
+                                          encoding="utf-8")
+    out = tmp_path / "report"
+    result = bench("continual", "--data", str(tmp_path / "data_full.json"), "--tasks", "2", "--classes-per-task", "2",
+                   "--base-model", str(model), "--config", str(tmp_path / "config.yaml"), "--oos", "--baselines", "none",
+                   "--no-freshness", "--stage-timeout-s", "120", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    daemon = json.loads((out / "continual.json").read_text())["daemon"]
+    assert daemon["stages"][-1]["samples"]["total"] == 160 + 80  # the oos records are stored too
+    oos = daemon["out_of_scope"]
+    assert (oos["oos_texts"], oos["in_scope_texts"], oos["oos_trained_as"]) == (30, 40, 80)
+    for key in ("oos_recall", "in_scope_abstained", "in_scope_answered_accuracy", "auroc"):
+        assert 0.0 <= oos[key] <= 1.0, key
+    assert "Out of scope (final model, 30 out-of-scope and 40 in-scope test texts" in (out / "continual.md").read_text()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
+    (["--oos"], "error: --oos needs out-of-scope texts"),
     (["--data", "missing.json"], "error: dataset missing.json not found"),
     (["--tasks", "4"], "error: 4 x 2 labels asked for, the dataset has 6"),
     (["--freshness-recall", "2"], "error: --freshness-recall must be in (0, 1], got 2.0"),
