@@ -525,9 +525,10 @@ class TestGroupMemberKilled:
         group = {"LIFELONG_KAFKA__ASSIGNMENT": "group", "LIFELONG_KAFKA__GROUP_ID": f"g-{topic}",
                  "LIFELONG_TRAINING__LEASE_TTL_S": str(LEASE_TTL_S), "LIFELONG_API__TOKEN": TOKEN,
                  # A retrain below runs longer than this: the member must not be evicted meanwhile.
+                 # (2000 epochs: started from the fork server, 100 could end before 1.5x of it.)
                  "LIFELONG_KAFKA__MAX_POLL_INTERVAL_MS": str(MAX_POLL_INTERVAL_MS),
                  "LIFELONG_TRAINING__BASE_MODEL": str(tiny_bert),
-                 "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "learning_rate": 0.005, "epochs": 100, '
+                 "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "learning_rate": 0.005, "epochs": 2000, '
                                                 '"batch_size": 16, "max_length": 24}'}
         members = []
         for member in ("a", "b"):
