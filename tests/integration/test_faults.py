@@ -525,10 +525,10 @@ class TestGroupMemberKilled:
         group = {"LIFELONG_KAFKA__ASSIGNMENT": "group", "LIFELONG_KAFKA__GROUP_ID": f"g-{topic}",
                  "LIFELONG_TRAINING__LEASE_TTL_S": str(LEASE_TTL_S), "LIFELONG_API__TOKEN": TOKEN,
                  # A retrain below runs longer than this: the member must not be evicted meanwhile.
-                 # (2000 epochs: started from the fork server, 100 could end before 1.5x of it.)
+                 # (1,000 samples per label: started from the fork server, 100 could end before 1.5x of it.)
                  "LIFELONG_KAFKA__MAX_POLL_INTERVAL_MS": str(MAX_POLL_INTERVAL_MS),
                  "LIFELONG_TRAINING__BASE_MODEL": str(tiny_bert),
-                 "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "learning_rate": 0.005, "epochs": 2000, '
+                 "LIFELONG_TRAINING__STRATEGY": '{"name": "replay", "learning_rate": 0.005, "epochs": 100, '
                                                 '"batch_size": 16, "max_length": 24}'}
         members = []
         for member in ("a", "b"):
@@ -556,7 +556,7 @@ class TestGroupMemberKilled:
             wait_for(lambda: all(assigned(base) for _, base in members), timeout_s=150, what="both members assigned")
             before_training = {base: sorted(assigned(base)) for _, base in members}
             seed = produce(broker.bootstrap_servers, topic, [record(e.text, e.label, id=f"t{e.sample_id}")
-                                                             for e in synthetic_examples(LABELS[:2], 100, seed=1)])
+                                                             for e in synthetic_examples(LABELS[:2], 1000, seed=1)])
             wait_for(lambda: stored() == seed, timeout_s=60, what="training data stored")
             trainer = next(base for _, base in members if httpx.get(f"{base}/v1/status", headers=HEADERS,
                                                                     timeout=10).json()["training"]["lease"]
