@@ -555,7 +555,10 @@ class TestGroupMemberKilled:
             # tansu completes a group join in ~23 s; both members must hold a partition first.
             wait_for(lambda: all(assigned(base) for _, base in members), timeout_s=150, what="both members assigned")
             before_training = {base: sorted(assigned(base)) for _, base in members}
-            seed = produce(broker.bootstrap_servers, topic, [record(e.text, e.label, id=f"t{e.sample_id}")
+            # Enough samples that the retrain outlasts 1.5x max_poll_interval_ms (the suffix keeps
+            # each text distinct, so content dedupe stores them all).
+            seed = produce(broker.bootstrap_servers, topic, [record(f"{e.text} n{e.sample_id}", e.label,
+                                                                    id=f"t{e.sample_id}")
                                                              for e in synthetic_examples(LABELS[:2], 1000, seed=1)])
             wait_for(lambda: stored() == seed, timeout_s=60, what="training data stored")
             trainer = next(base for _, base in members if httpx.get(f"{base}/v1/status", headers=HEADERS,
