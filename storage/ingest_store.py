@@ -32,6 +32,7 @@ from storage.models import (
     content_key,
     utcnow,
 )
+from storage.predictions import join_feedback
 from storage.split import HeldOutPolicy
 
 __all__ = [
@@ -101,6 +102,8 @@ class BatchResult:
     duplicate_content: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     new_labels: list[str] = field(default_factory=list)
+    #: Stored samples whose id matched a logged prediction (joined as its true label).
+    feedback: int = 0
 
 
 def load_offsets(session: Session, *, topics: Iterable[str] | None = None) -> dict[tuple[str, int], int]:
@@ -199,7 +202,7 @@ _UNSET = object()
 
 #: Column order of the sample rows built per batch (tuples: no dict per record).
 _SAMPLE_COLUMNS = ("external_id", "text", "label_id", "topic", "partition", "offset", "content_hash", "held_out",
-                   "event_ts", "meta", "ingested_at")
+                   "event_ts", "meta", "ingested_at", "feedback")
 
 
 def _insert_rows(session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -301,6 +304,9 @@ def _write(
         fresh = unique
 
     if fresh:
+        # A record whose id is a logged prediction's request id is the truth about that answer.
+        feedback = join_feedback(session, {s.external_id: s.label for s in fresh if s.external_id})
+        result.feedback = len(feedback)
         labels, result.new_labels = _label_rows(session, sorted({s.label for s in fresh}))
         added: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         rows: list[tuple[Any, ...]] = []
@@ -316,7 +322,8 @@ def _write(
             held_total += int(held_out)
             # In _SAMPLE_COLUMNS order.
             rows.append((sample.external_id, sample.text, label_id, sample.topic, sample.partition, sample.offset,
-                         sample.content_hash, held_out, sample.event_ts, sample.meta, now))
+                         sample.content_hash, held_out, sample.event_ts, sample.meta, now,
+                         sample.external_id in feedback))
         _insert_rows(session, Sample.__table__, _SAMPLE_COLUMNS, rows)
         label_table = Label.__table__
         # One executemany for all labels of the batch, not one statement per label.

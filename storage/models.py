@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     Text,
     UniqueConstraint,
+    false,
     func,
     literal_column,
 )
@@ -89,6 +90,8 @@ class Sample(SQLModel, table=True):
     event_ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     ingested_at: datetime = _ts_column()
+    #: Its ``id`` matched a logged prediction: the label is feedback on a served answer.
+    feedback: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 #: Hex characters of the content hash that the dedupe index holds (64 bits).
@@ -186,6 +189,29 @@ class ModelVersion(SQLModel, table=True):
     checksum: str = Field(max_length=64)
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts_column()
+
+
+class PredictionRecord(SQLModel, table=True):
+    """One text answered by ``/v1/predict``: what the serving version said, and later the truth.
+
+    ``true_label`` is filled when a labeled record with the same ``id`` as ``request_id``
+    arrives on the topic, which gives production's accuracy on live traffic. The text is
+    kept only with ``serving.log_texts``; its hash always (to count repeats, not to read them).
+    """
+
+    __tablename__ = "prediction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=128, index=True)
+    version: str = Field(max_length=32)
+    label: str | None = Field(default=None, max_length=1000)
+    confidence: float
+    abstained: bool = False
+    text_hash: str = Field(max_length=64)
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts_column(index=True)
+    true_label: str | None = Field(default=None, max_length=1000)
+    joined_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class Evaluation(SQLModel, table=True):
