@@ -377,6 +377,13 @@ class ServingSettings(_Section):
     #: Answer ``label: null, abstained: true`` when the calibrated confidence is below the
     #: serving version's threshold (set by ``evaluation.abstain_in_scope``); off, always a label.
     abstain: bool = True
+    #: Store every answer (request id, version, label, confidence, text hash) for the join
+    #: with labels that arrive later under the same id: production's live accuracy.
+    log_predictions: bool = True
+    #: Also store the texts themselves in the prediction log (off: only their SHA-256).
+    log_texts: bool = False
+    #: Logged answers older than this are deleted, in bounded batches, once an hour.
+    prediction_retention_days: int = Field(default=30, ge=1, le=3650)
     #: How often the daemon checks which version the database calls production, so a
     #: standby (not the trainer) serves what the trainer promoted.
     follow_production_s: float = Field(default=10.0, gt=0, le=3600)

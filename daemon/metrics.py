@@ -87,6 +87,11 @@ class Metrics:
         self.records_stored = Counter(
             "lifelong_ingest_records_stored", "Valid records stored as new samples.", registry=r
         )
+        self.records_feedback = Counter(
+            "lifelong_ingest_feedback_records",
+            "Stored samples whose id matched a logged prediction: the label was joined to that answer.",
+            registry=r,
+        )
         self.records_duplicate = Counter(
             "lifelong_ingest_records_duplicate",
             "Records skipped because they were already stored, by kind (position: same topic/partition/offset; "
@@ -264,6 +269,33 @@ class Metrics:
             "lifelong_predict_abstained",
             "Texts the serving model abstained on (label null: confidence below its threshold).", registry=r
         )
+        self.predictions_logged = Counter(
+            "lifelong_prediction_log_stored", "Answers written to the prediction log.", registry=r
+        )
+        self.prediction_log_failures = Counter(
+            "lifelong_prediction_log_failures",
+            "Answers the prediction log could not write (database error); the predictions themselves succeeded.",
+            registry=r,
+        )
+        self.prediction_log_dropped = Counter(
+            "lifelong_prediction_log_dropped",
+            "Answers not logged because the log's queue was full (the database is slower than the traffic).",
+            registry=r,
+        )
+        self.predictions_pruned = Counter(
+            "lifelong_prediction_log_pruned", "Logged answers deleted after serving.prediction_retention_days.",
+            registry=r,
+        )
+        self.live_feedback = Gauge(
+            "lifelong_live_feedback_samples",
+            "Logged answers of the serving version whose true label has arrived (a labeled record with their id).",
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            "lifelong_live_accuracy_ratio",
+            "The serving version's accuracy on those answers (abstentions count as wrong); NaN before any.",
+            registry=r,
+        )
         self.predict_latency = Histogram(
             "lifelong_predict_latency_seconds",
             "Time to classify one predict request's batch of texts (model time, excluding HTTP).",
@@ -337,6 +369,11 @@ class Metrics:
         area = (summary.get("out_of_scope") or {}).get("auroc")
         if area is not None:
             self.evaluation_oos_auroc.set(float(area))
+
+    def set_live_accuracy(self, joined: int, accuracy: float | None) -> None:
+        """The serving version's live accuracy, from the prediction log's joins."""
+        self.live_feedback.set(joined)
+        self.live_accuracy.set(accuracy if accuracy is not None else float("nan"))
 
     def set_production(self, version: str, *, strategy: str, labels: int, buffer_samples: int,
                        promoted_at: float | None, sets: Mapping[str, Any] | None) -> None:

@@ -32,6 +32,7 @@ from storage.engine import ensure_schema_current, make_engine, upgrade
 from storage.errors import SchemaError
 
 if TYPE_CHECKING:
+    from daemon.serving.prediction_log import PredictionLog
     from daemon.serving.predictor import Predictor
     from daemon.training.lease import LeaseKeeper
     from daemon.training.lifecycle import Lifecycle
@@ -100,6 +101,8 @@ class Daemon:
         self.lease: LeaseKeeper | None = None
         self.triggers: Triggers | None = None
         self.scheduler: RetrainScheduler | None = None
+        #: Answers of /v1/predict on their way to the database (serving.log_predictions).
+        self.prediction_log: PredictionLog | None = None
         #: The operations behind the control API, over the parts above.
         self.control: ControlOperations | None = None
 
@@ -174,6 +177,8 @@ class Daemon:
         self._threads.clear()
         if self._server is not None:
             self._server.should_exit = True
+        if self.prediction_log is not None:
+            self.prediction_log.close()  # what the last requests answered is stored before the database goes
         if self.lifecycle is not None:
             # Queued promotion events go out before the (embedded) broker stops; an action
             # still in flight on the closing API publishes its event directly.
@@ -271,12 +276,18 @@ class Daemon:
         self.lease, self.triggers, self.scheduler = lease, triggers, scheduler
         served = lifecycle.sync_serving()
         logger.info("production model: %s", served or "none yet")
+        if s.serving.log_predictions:
+            from daemon.serving.prediction_log import PredictionLog
+
+            self.prediction_log = PredictionLog(engine, self.metrics, serving_version=lambda: predictor.version,
+                                                log_texts=s.serving.log_texts,
+                                                retention_days=s.serving.prediction_retention_days).start()
         ingestor = self.ingestor
         self.control = ControlOperations(
             settings=s, engine=engine, metrics=self.metrics,
             ingest_health=lambda: ingestor.health if ingestor is not None else None,
             predictor=predictor, lifecycle=lifecycle, coordinator=coordinator, lease=lease,
-            triggers=triggers, scheduler=scheduler)
+            triggers=triggers, scheduler=scheduler, prediction_log=self.prediction_log)
         return self.control
 
     def _engine(self) -> Engine:

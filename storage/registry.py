@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
-from storage.errors import StorageError
 from storage import lease, locking
+from storage.errors import StorageError
 from storage.models import Alias, Evaluation, ModelVersion, PromotionDecision, TrainingRun, utcnow
 
 __all__ = [

@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from daemon.control.request_guard import RequestGuard
 from daemon.errors import DaemonError
@@ -48,7 +48,7 @@ class ControlPlane(Protocol):
     def retrain(self, *, requested_by: str | None) -> dict[str, Any]: ...
     def list_runs(self, limit: int) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: int) -> dict[str, Any] | None: ...
-    def predict(self, texts: list[str]) -> dict[str, Any]: ...
+    def predict(self, texts: list[str], ids: list[str] | None = None) -> dict[str, Any]: ...
 
 
 class Refused(DaemonError):
@@ -99,8 +99,25 @@ class RetrainRequest(_Strict):
     requested_by: Text | None = Field(default=None, max_length=200)
 
 
+#: Longest request id a predict call may carry (the prediction log's column).
+MAX_REQUEST_ID_CHARS = 128
+RequestId = Annotated[Text, Field(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
+
+
 class PredictRequest(_Strict):
     texts: list[Text] = Field(min_length=1)
+    #: One id per text, echoed in the answer and stored with the prediction; a labeled record
+    #: with the same ``id`` later is joined to it (live accuracy). Generated when absent.
+    ids: list[RequestId] | None = None
+
+    @model_validator(mode="after")
+    def _ids_match_texts(self) -> PredictRequest:
+        if self.ids is not None:
+            if len(self.ids) != len(self.texts):
+                raise ValueError(f"ids: {len(self.ids)} ids for {len(self.texts)} texts (one per text)")
+            if len(set(self.ids)) != len(self.ids):
+                raise ValueError("ids: duplicated id in one request")
+        return self
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -216,7 +233,7 @@ def create_app(
         if problem is not None:
             metrics.predict_requests.labels(result="rejected").inc()
             raise HTTPException(status_code=problem[0], detail=problem[1])
-        return control.predict(body.texts)
+        return control.predict(body.texts, body.ids)
 
     return app
 

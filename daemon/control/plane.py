@@ -10,6 +10,7 @@ for types, so building it costs no torch import.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from daemon.metrics import Metrics
 from storage import registry
 
 if TYPE_CHECKING:
+    from daemon.serving.prediction_log import PredictionLog
     from daemon.serving.predictor import Predictor
     from daemon.training.lease import LeaseKeeper
     from daemon.training.lifecycle import Lifecycle
@@ -49,6 +51,7 @@ class ControlOperations:
         lease: LeaseKeeper,
         triggers: Triggers,
         scheduler: RetrainScheduler,
+        prediction_log: PredictionLog | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -60,15 +63,25 @@ class ControlOperations:
         self.lease = lease
         self.triggers = triggers
         self.scheduler = scheduler
+        self.prediction_log = prediction_log
 
     def _session(self) -> Session:
         return Session(self.engine)
 
     def status(self) -> dict[str, Any]:
+        from storage.predictions import live_accuracy
+
         with self._session() as session:
-            return status_view(session, ingest=self._ingest_health(), serving=self.predictor.version,
+            view = status_view(session, ingest=self._ingest_health(), serving=self.predictor.version,
                                active_run=self.coordinator.active_run, progress=self.coordinator.last_progress,
                                training=self._training_status())
+            serving = self.predictor.version
+            if self.prediction_log is not None and serving is not None:
+                found = live_accuracy(session, [serving]).get(serving)
+                view["live_accuracy"] = {"version": serving, "joined": found.joined if found else 0,
+                                         "correct": found.correct if found else 0,
+                                         "accuracy": found.accuracy if found else None}
+            return view
 
     def _training_status(self) -> dict[str, Any]:
         schedule = self.settings.schedule
@@ -130,7 +143,7 @@ class ControlOperations:
             run = registry.get_run(session, run_id)
             return run_view(run) if run else None
 
-    def predict(self, texts: list[str]) -> dict[str, Any]:
+    def predict(self, texts: list[str], ids: list[str] | None = None) -> dict[str, Any]:
         from daemon.serving.predictor import NoProductionModel
 
         started = time.perf_counter()
@@ -143,7 +156,11 @@ class ControlOperations:
         self.metrics.predict_requests.labels(result="ok").inc()
         self.metrics.predict_texts.inc(len(texts))
         self.metrics.predict_abstained.inc(sum(result.abstained))
+        request_ids = ids if ids is not None else [uuid.uuid4().hex for _ in texts]
+        if self.prediction_log is not None:
+            self.prediction_log.submit(result.version, texts, request_ids, result.labels,
+                                       [max(p.values(), default=0.0) for p in result.probabilities], result.abstained)
         return {"version": result.version,
-                "predictions": [{"label": label, "abstained": abstained, "probabilities": probs}
-                                for label, abstained, probs in zip(result.labels, result.abstained,
-                                                                   result.probabilities, strict=True)]}
+                "predictions": [{"id": rid, "label": label, "abstained": abstained, "probabilities": probs}
+                                for rid, label, abstained, probs in zip(request_ids, result.labels, result.abstained,
+                                                                        result.probabilities, strict=True)]}

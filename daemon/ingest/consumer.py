@@ -388,6 +388,7 @@ class Ingestor:
     ) -> None:
         m = self.metrics
         m.records_stored.inc(result.stored)
+        m.records_feedback.inc(result.feedback)
         m.records_duplicate.labels(kind="position").inc(result.duplicate_position)
         m.records_duplicate.labels(kind="content").inc(result.duplicate_content)
         for reason, n in result.dead_letters.items():
