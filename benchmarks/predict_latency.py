@@ -3,8 +3,11 @@
 Trains nothing: it puts the bundled all-MiniLM-L6-v2 encoder with a 20-label head
 (the demo's label count) behind :class:`daemon.serving.predictor.Predictor` and times
 ``predict`` for single texts and for batches of 32, measured side by side in one run
-(the machine is noisy). Prints p50/p99 in milliseconds; ``--http`` also times the
-same calls through the real FastAPI app over HTTP.
+(the machine is noisy). Prints p50/p99 in milliseconds. The single-text case is also
+timed with the prediction log on (each answer handed to
+:class:`daemon.serving.prediction_log.PredictionLog`, whose thread writes it to a real
+SQLite file meanwhile), alternating call by call with the plain case, and the p99 ratio
+printed: the log must cost the request path next to nothing.
 
     python -m benchmarks.predict_latency --requests 300
 """
@@ -18,13 +21,17 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import torch
 
+from daemon.metrics import Metrics
+from daemon.serving.prediction_log import PredictionLog
 from daemon.serving.predictor import Predictor
 from learners.model import load_base, save_classifier
 from storage.artifacts import ArtifactStore
+from storage.engine import make_engine, upgrade
 
 logger = logging.getLogger("benchmarks.predict_latency")
 
@@ -67,8 +74,25 @@ def main(argv: list[str] | None = None) -> int:
 
         for text in texts[:20]:  # warm-up
             predictor.predict([text])
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'log.db'}")
+        upgrade(engine)
+        log = PredictionLog(engine, Metrics(), serving_version=lambda: predictor.version).start()
         cursor = iter(range(10**9))
-        single = _time(lambda: predictor.predict([texts[next(cursor) % len(texts)]]), args.requests)
+
+        def logged() -> None:
+            one = [texts[next(cursor) % len(texts)]]
+            result = predictor.predict(one)
+            log.submit(result.version, one, [uuid.uuid4().hex], result.labels,
+                       [max(p.values()) for p in result.probabilities], result.abstained)
+
+        single: list[float] = []
+        single_logged: list[float] = []
+        for _ in range(args.requests):  # alternating, so both cases see the same machine
+            single += _time(lambda: predictor.predict([texts[next(cursor) % len(texts)]]), 1)
+            single_logged += _time(logged, 1)
+        log.close()
+        stored = log.metrics.registry.get_sample_value("lifelong_prediction_log_stored_total") or 0
+        engine.dispose()
         batch = _time(lambda: predictor.predict([texts[(next(cursor) + i) % len(texts)] for i in range(32)]),
                       max(20, args.requests // 4))
 
@@ -76,9 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         "single_p50_ms": statistics.median(single), "single_p99_ms": _percentile(single, 0.99),
         "batch32_p50_ms": statistics.median(batch), "batch32_p99_ms": _percentile(batch, 0.99),
         "batch32_texts_per_s": 32 / (statistics.median(batch) / 1000), "threads": args.threads,
+        "single_logged_p50_ms": statistics.median(single_logged),
+        "single_logged_p99_ms": _percentile(single_logged, 0.99), "logged_rows": int(stored),
     }
+    figures["logged_p99_ratio"] = figures["single_logged_p99_ms"] / figures["single_p99_ms"]
     print(f"single text : p50 {figures['single_p50_ms']:.1f} ms  p99 {figures['single_p99_ms']:.1f} ms "
           f"({len(single)} calls)")
+    print(f"single, log : p50 {figures['single_logged_p50_ms']:.1f} ms  p99 {figures['single_logged_p99_ms']:.1f} ms "
+          f"(prediction log on: p99 x{figures['logged_p99_ratio']:.2f} of the plain calls; "
+          f"{figures['logged_rows']} answers stored)")
     print(f"batch of 32 : p50 {figures['batch32_p50_ms']:.1f} ms  p99 {figures['batch32_p99_ms']:.1f} ms "
           f"({len(batch)} calls, {figures['batch32_texts_per_s']:.0f} texts/s)")
     if args.json:

@@ -70,6 +70,9 @@ def test_predict_benchmark_reports_ordered_percentiles(tmp_path: Path) -> None:
     assert 0 < figures["batch32_p50_ms"] <= figures["batch32_p99_ms"]
     assert figures["batch32_texts_per_s"] == pytest.approx(32 / (figures["batch32_p50_ms"] / 1000))
     assert "single text : p50" in result.stdout
+    # The prediction log's case ran beside it and stored every answer it was handed.
+    assert 0 < figures["single_logged_p50_ms"] <= figures["single_logged_p99_ms"] and figures["logged_rows"] == 8
+    assert figures["logged_p99_ratio"] == pytest.approx(figures["single_logged_p99_ms"] / figures["single_p99_ms"])
 
 
 def test_train_benchmark_trains_both_loops_on_the_same_data(tmp_path: Path) -> None:
