@@ -44,6 +44,7 @@ from learners.config import StrategyConfig
 __all__ = [
     "ApiSettings",
     "BufferSettings",
+    "DriftSettings",
     "GatePolicy",
     "EvaluationSettings",
     "ScheduleSettings",
@@ -367,6 +368,21 @@ class EvaluationSettings(_Section):
     oos_label: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
+class DriftSettings(_Section):
+    """The drift trigger: retrain when live traffic moves away from production's training data.
+
+    Off by default, like the schedule and volume triggers. See ``daemon.training.drift``.
+    """
+
+    enabled: bool = False
+    #: How often the detectors read what arrived (served confidences, stored labels).
+    check_s: float = Field(default=30.0, gt=0, le=3600)
+    #: Values a detector needs since its last reset before it may report a drift.
+    min_samples: int = Field(default=300, ge=10)
+    #: ADWIN's confidence parameter: smaller means fewer false alarms and later detection.
+    delta: float = Field(default=0.002, gt=0.0, lt=1.0)
+
+
 class ServingSettings(_Section):
     """Limits of ``/v1/predict``."""
 
@@ -438,6 +454,7 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     gate: GatePolicy = Field(default_factory=GatePolicy)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -19,6 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 __all__ = [
     "DEAD_LETTER_REASONS",
+    "DRIFT_DETECTORS",
     "DUPLICATE_KINDS",
     "EVAL_SETS",
     "MODEL_ROLES",
@@ -45,10 +46,12 @@ DUPLICATE_KINDS = ("position", "content")
 #: train on (skipped), an error (failed) or a stop/operator cancellation (cancelled).
 RUN_OUTCOMES = ("promoted", "rejected", "skipped", "failed", "cancelled")
 #: What asked for a retrain.
-TRIGGER_REASONS = ("schedule", "volume", "manual")
+TRIGGER_REASONS = ("schedule", "volume", "manual", "drift")
 #: What a trigger did: started a run, joined the active one, was deferred by the minimum
 #: gap between runs, or was refused (this daemon does not hold the training lease).
 TRIGGER_RESULTS = ("started", "joined", "deferred", "refused")
+#: The drift detectors (see daemon.training.drift, which keeps its own list equal).
+DRIFT_DETECTORS = ("low_confidence", "label_mix")
 #: Held-out evaluation sets (see daemon.training.evaluation).
 EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
 #: Whose evaluation a quality gauge holds.
@@ -296,6 +299,21 @@ class Metrics:
             "The serving version's accuracy on those answers (abstentions count as wrong); NaN before any.",
             registry=r,
         )
+        self.drift_detected = Counter(
+            "lifelong_drift_detected", "Drifts reported by each detector (each asks for a retrain).", ["detector"],
+            registry=r,
+        )
+        self.drift_samples = Gauge(
+            "lifelong_drift_samples",
+            "Values each drift detector has seen since its last reset (below drift.min_samples: insufficient data).",
+            ["detector"], registry=r,
+        )
+        self.drift_mean = Gauge(
+            "lifelong_drift_mean",
+            "Each drift detector's current estimate of its signal's mean (share of served texts below the abstain "
+            "threshold; label surprisal in nats).",
+            ["detector"], registry=r,
+        )
         self.predict_latency = Histogram(
             "lifelong_predict_latency_seconds",
             "Time to classify one predict request's batch of texts (model time, excluding HTTP).",
@@ -324,6 +342,9 @@ class Metrics:
             self.dead_letters.labels(reason=reason)
         for split in ("train", "held_out"):
             self.samples_stored.labels(split=split)
+        for detector in DRIFT_DETECTORS:
+            self.drift_detected.labels(detector=detector)
+            self.drift_samples.labels(detector=detector)
 
         self.training_last_success_timestamp.set(0)
         self.database_ok.set(1)

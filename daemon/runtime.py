@@ -34,6 +34,7 @@ from storage.errors import SchemaError
 if TYPE_CHECKING:
     from daemon.serving.prediction_log import PredictionLog
     from daemon.serving.predictor import Predictor
+    from daemon.training.drift import DriftMonitor
     from daemon.training.lease import LeaseKeeper
     from daemon.training.lifecycle import Lifecycle
     from daemon.training.retrain import RetrainCoordinator
@@ -101,6 +102,8 @@ class Daemon:
         self.lease: LeaseKeeper | None = None
         self.triggers: Triggers | None = None
         self.scheduler: RetrainScheduler | None = None
+        #: The drift trigger's detectors (drift.enabled).
+        self.drift: DriftMonitor | None = None
         #: Answers of /v1/predict on their way to the database (serving.log_predictions).
         self.prediction_log: PredictionLog | None = None
         #: The operations behind the control API, over the parts above.
@@ -270,10 +273,18 @@ class Daemon:
         lifecycle.lease = coordinator.lease = lease
         triggers = Triggers(coordinator=coordinator, lease=lease, engine=engine, schedule=s.schedule,
                             metrics=self.metrics)
+        drift = None
+        if s.drift.enabled:
+            from daemon.training.drift import DriftMonitor
+
+            drift = DriftMonitor(engine, self.metrics, s.drift,
+                                 fire=lambda who: triggers.fire("drift", requested_by=who))
         scheduler = RetrainScheduler(triggers=triggers, lease=lease, follow_production=lifecycle.sync_serving,
-                                     follow_every_s=s.serving.follow_production_s)
+                                     follow_every_s=s.serving.follow_production_s, drift=drift,
+                                     drift_every_s=s.drift.check_s)
         self.predictor, self.lifecycle, self.coordinator = predictor, lifecycle, coordinator
         self.lease, self.triggers, self.scheduler = lease, triggers, scheduler
+        self.drift = drift
         served = lifecycle.sync_serving()
         logger.info("production model: %s", served or "none yet")
         if s.serving.log_predictions:
@@ -287,7 +298,7 @@ class Daemon:
             settings=s, engine=engine, metrics=self.metrics,
             ingest_health=lambda: ingestor.health if ingestor is not None else None,
             predictor=predictor, lifecycle=lifecycle, coordinator=coordinator, lease=lease,
-            triggers=triggers, scheduler=scheduler, prediction_log=self.prediction_log)
+            triggers=triggers, scheduler=scheduler, prediction_log=self.prediction_log, drift=drift)
         return self.control
 
     def _engine(self) -> Engine:

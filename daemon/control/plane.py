@@ -27,6 +27,7 @@ from storage import registry
 if TYPE_CHECKING:
     from daemon.serving.prediction_log import PredictionLog
     from daemon.serving.predictor import Predictor
+    from daemon.training.drift import DriftMonitor
     from daemon.training.lease import LeaseKeeper
     from daemon.training.lifecycle import Lifecycle
     from daemon.training.retrain import RetrainCoordinator
@@ -52,6 +53,7 @@ class ControlOperations:
         triggers: Triggers,
         scheduler: RetrainScheduler,
         prediction_log: PredictionLog | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -64,6 +66,7 @@ class ControlOperations:
         self.triggers = triggers
         self.scheduler = scheduler
         self.prediction_log = prediction_log
+        self.drift = drift
 
     def _session(self) -> Session:
         return Session(self.engine)
@@ -94,6 +97,7 @@ class ControlOperations:
             "volume": {"threshold": schedule.volume_threshold,
                        "new_training_samples": self.triggers.new_training_samples()},
             "on_shutdown": self.settings.training.on_shutdown,
+            "drift": self.drift.view() if self.drift is not None else {"enabled": False},
         }
 
     def list_models(self) -> list[dict[str, Any]]:
@@ -157,9 +161,12 @@ class ControlOperations:
         self.metrics.predict_texts.inc(len(texts))
         self.metrics.predict_abstained.inc(sum(result.abstained))
         request_ids = ids if ids is not None else [uuid.uuid4().hex for _ in texts]
+        confidences = [max(p.values(), default=0.0) for p in result.probabilities]
         if self.prediction_log is not None:
-            self.prediction_log.submit(result.version, texts, request_ids, result.labels,
-                                       [max(p.values(), default=0.0) for p in result.probabilities], result.abstained)
+            self.prediction_log.submit(result.version, texts, request_ids, result.labels, confidences,
+                                       result.abstained)
+        if self.drift is not None:
+            self.drift.observe_served(result.unsure)
         return {"version": result.version,
                 "predictions": [{"id": rid, "label": label, "abstained": abstained, "probabilities": probs}
                                 for rid, label, abstained, probs in zip(request_ids, result.labels, result.abstained,

@@ -34,6 +34,9 @@ class Prediction:
     #: Per text the ``top_k`` labels and their (calibrated) probabilities.
     probabilities: list[dict[str, float]]
     abstained: list[bool] = field(default_factory=list)
+    #: Per text, below the version's abstain threshold, whether or not ``serving.abstain``
+    #: let it abstain (what the drift trigger watches).
+    unsure: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,14 @@ class Predictor:
             raise NoProductionModel("no production model yet: nothing has been promoted")
         calibration = serving.calibration
         temperature = calibration.temperature if calibration is not None else 1.0
-        threshold = calibration.threshold if calibration is not None and self.abstain else 0.0
+        threshold = calibration.threshold if calibration is not None else 0.0
         result = predict(serving.loaded, texts, batch_size=self.batch_size, temperature=temperature)
-        probabilities, labels, abstained = [], [], []
+        probabilities, labels, abstained, below = [], [], [], []
         for row, label in zip(result.probabilities, result.predicted_labels, strict=True):
             ranked = sorted(range(len(row)), key=row.__getitem__, reverse=True)[: self.top_k]
             probabilities.append({result.labels[i]: round(row[i], 6) for i in ranked})
             unsure = max(row) < threshold
-            abstained.append(unsure)
-            labels.append(None if unsure else label)
-        return Prediction(serving.version, labels, probabilities, abstained)
+            below.append(unsure)
+            abstained.append(unsure and self.abstain)
+            labels.append(None if unsure and self.abstain else label)
+        return Prediction(serving.version, labels, probabilities, abstained, below)

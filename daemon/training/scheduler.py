@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -35,6 +35,9 @@ from daemon.crontab import crontab_trigger
 from daemon.metrics import Metrics
 from daemon.training.lease import LeaseKeeper
 from daemon.training.retrain import RetrainCoordinator, RetrainRefused
+
+if TYPE_CHECKING:
+    from daemon.training.drift import DriftMonitor
 from storage import registry
 from storage.samples import count_training_after
 
@@ -48,6 +51,7 @@ JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None
 
 _SCHEDULE_JOB = "retrain-schedule"
 _VOLUME_JOB = "retrain-volume"
+_DRIFT_JOB = "retrain-drift"
 _LEASE_JOB = "training-lease"
 _SERVING_JOB = "follow-production"
 
@@ -156,8 +160,10 @@ class RetrainScheduler:
     """The daemon's periodic jobs on one APScheduler ``BackgroundScheduler``."""
 
     def __init__(self, *, triggers: Triggers, lease: LeaseKeeper, follow_production: Any,
-                 follow_every_s: float) -> None:
+                 follow_every_s: float, drift: DriftMonitor | None = None, drift_every_s: float = 30.0) -> None:
         self.triggers = triggers
+        self.drift = drift
+        self.drift_every_s = drift_every_s
         self.lease = lease
         self.follow_production = follow_production
         self.follow_every_s = follow_every_s
@@ -180,6 +186,9 @@ class RetrainScheduler:
         if schedule.volume_threshold is not None:
             add(self.triggers.check_volume, IntervalTrigger(seconds=schedule.volume_check_s), id=_VOLUME_JOB,
                 name=f"retrain after {schedule.volume_threshold} new samples")
+        if self.drift is not None:
+            add(self._check_drift, IntervalTrigger(seconds=self.drift_every_s), id=_DRIFT_JOB,
+                name="retrain when live traffic drifts")
         self.triggers.metrics.training_schedule_interval.set(
             interval_seconds(trigger, datetime.now(self._scheduler.timezone)))
         self._scheduler.start()
@@ -193,7 +202,7 @@ class RetrainScheduler:
         The lease must outlive a retrain that is finishing (``training.on_shutdown:
         finish``), or a standby would take over and train while this daemon still can.
         """
-        for job_id in (_SCHEDULE_JOB, _VOLUME_JOB, _SERVING_JOB):
+        for job_id in (_SCHEDULE_JOB, _VOLUME_JOB, _SERVING_JOB, _DRIFT_JOB):
             if self._scheduler.get_job(job_id) is not None:
                 self._scheduler.remove_job(job_id)
 
@@ -205,6 +214,10 @@ class RetrainScheduler:
         """Stop firing; a job already running finishes (they are all short)."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+
+    def _check_drift(self) -> None:
+        if self.drift is not None and self.lease.held:  # only the trainer asks for retrains
+            self.drift.check()
 
     def _follow(self) -> None:
         try:

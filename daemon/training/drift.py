@@ -1,0 +1,214 @@
+"""Drift of live traffic away from what production was trained on, as a retrain trigger.
+
+Two signals, each a stream of numbers watched by River's ADWIN (an adaptive window that
+reports when the mean of its recent part differs from the older part beyond a bound set
+by ``delta``):
+
+- ``low_confidence``: for every text ``/v1/predict`` answered, 1 if its calibrated
+  confidence was below the serving version's abstain threshold, else 0. Each version's
+  threshold is fitted to about ``evaluation.abstain_in_scope`` (5%) of in-scope texts, so
+  this share is comparable across versions; texts of a domain the model never saw fall
+  below it far more often. (Raw confidences are not: a drop from 0.999 to 0.98 means a lot
+  to a fine-tuned model and is invisible to a detector bounded on [0, 1].)
+- ``label_mix``: the surprisal, ``-log p(label)``, of every labeled sample stored since,
+  under production's training label distribution (Laplace-smoothed, so a label production
+  does not know is the most surprising). A change in the mix of incoming labels moves it.
+
+A detector reports ``insufficient data`` until it has seen ``drift.min_samples`` values
+since its last reset and never fires before. On a detection the ``drift`` trigger goes
+through the same single-flight door as the others (``schedule.min_gap_s`` respected); the
+detector then starts over, and every detector starts over when production changes.
+
+River was chosen over alibi-detect: its detectors are streaming (one update per value,
+about 0.2 µs each) with a stated false-alarm bound, and it adds numpy and scipy, where
+alibi-detect's two-sample tests work on batches and pull in a deep-learning backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from daemon.config import DriftSettings
+from daemon.metrics import Metrics
+from storage import registry
+from storage.models import Label, Sample
+
+__all__ = ["DETECTORS", "DriftDetector", "DriftMonitor"]
+
+logger = logging.getLogger(__name__)
+
+DETECTORS = ("low_confidence", "label_mix")
+INSUFFICIENT = "insufficient data"
+
+
+class DriftDetector:
+    """One signal's ADWIN, with the minimum evidence before it may report a drift."""
+
+    def __init__(self, name: str, *, delta: float, min_samples: int) -> None:
+        from river.drift import ADWIN
+
+        self.name = name
+        self._make = lambda: ADWIN(delta=delta)
+        self.min_samples = min_samples
+        self._adwin = self._make()
+        self.samples = 0
+        self.detected = False
+
+    @property
+    def state(self) -> str:
+        if self.samples < self.min_samples:
+            return INSUFFICIENT
+        return "drift" if self.detected else "stable"
+
+    @property
+    def mean(self) -> float | None:
+        return float(self._adwin.estimation) if self.samples else None
+
+    def update(self, value: float) -> bool:
+        """Feed one value; True when this value completes a drift the detector may report."""
+        self._adwin.update(value)
+        self.samples += 1
+        if self._adwin.drift_detected and self.samples >= self.min_samples:
+            self.detected = True
+            return True
+        return False
+
+    def reset(self) -> None:
+        self._adwin = self._make()
+        self.samples = 0
+        self.detected = False
+
+    def view(self) -> dict[str, Any]:
+        return {"state": self.state, "samples": self.samples, "min_samples": self.min_samples,
+                "mean": None if self.mean is None else round(self.mean, 6)}
+
+
+@dataclass
+class _Reference:
+    """Production's label distribution and the samples already read."""
+
+    version: str | None
+    counts: dict[str, int]
+    total: int
+    last_sample_id: int
+
+
+class DriftMonitor:
+    """Both detectors, fed from served answers and stored samples, checked on a timer."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, settings: DriftSettings, *,
+                 fire: Callable[[str], Any]) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.settings = settings
+        #: Called with who is asking (``drift:<detectors>``) when a detector fires.
+        self._fire = fire
+        self.detectors = {name: DriftDetector(name, delta=settings.delta, min_samples=settings.min_samples)
+                          for name in DETECTORS}
+        self._served: deque[float] = deque(maxlen=100_000)
+        self._lock = threading.Lock()
+        self._reference: _Reference | None = None
+
+    # ------------------------------------------------------------------ request path
+
+    def observe_served(self, unsure: list[bool]) -> None:
+        """Queue, per served text, whether it fell below the abstain threshold (the check drains them)."""
+        with self._lock:
+            self._served.extend(1.0 if u else 0.0 for u in unsure)
+
+    # ------------------------------------------------------------------ the timer
+
+    def check(self) -> list[str]:
+        """Update both detectors with what arrived since the last check; fire on a drift.
+
+        Returns the detectors that fired (for tests and logs)."""
+        try:
+            version, watermark = self._production()
+            if self._reference is None or self._reference.version != version:
+                self._reset(version, watermark)
+            labels = self._new_labels()
+        except SQLAlchemyError as exc:
+            logger.warning("drift check skipped, database unavailable: %s", type(exc).__name__)
+            return []
+        with self._lock:
+            served = list(self._served)
+            self._served.clear()
+        fired = []
+        if version is not None and self._feed("low_confidence", served):
+            fired.append("low_confidence")
+        if version is not None and self._feed("label_mix", [self._surprisal(label) for label in labels]):
+            fired.append("label_mix")
+        for name, detector in self.detectors.items():
+            self.metrics.drift_samples.labels(detector=name).set(detector.samples)
+            if detector.mean is not None:
+                self.metrics.drift_mean.labels(detector=name).set(detector.mean)
+        for name in fired:
+            self.metrics.drift_detected.labels(detector=name).inc()
+            logger.warning("drift detected by %s after %d samples (mean now %.4f); asking for a retrain",
+                           name, self.detectors[name].samples, self.detectors[name].mean or 0.0)
+            self.detectors[name].reset()
+        if fired:
+            self._fire(f"drift:{','.join(fired)}")
+        return fired
+
+    def view(self) -> dict[str, Any]:
+        return {"enabled": True, "reference_version": self._reference.version if self._reference else None,
+                **{name: detector.view() for name, detector in self.detectors.items()}}
+
+    def _feed(self, name: str, values: list[float]) -> bool:
+        detector = self.detectors[name]
+        fired = False
+        for value in values:
+            fired = detector.update(value) or fired
+        return fired
+
+    def _production(self) -> tuple[str | None, int]:
+        """Production's version and data watermark: the reference the signals compare against."""
+        with Session(self.engine) as session:
+            name = registry.get_alias(session, registry.PRODUCTION)
+            version = registry.get_version(session, name) if name else None
+            return (name, version.data_watermark if version else 0)
+
+    def _reset(self, version: str | None, watermark: int) -> None:
+        counts: dict[str, int] = {}
+        last = 0
+        with Session(self.engine) as session:
+            if version is not None:
+                rows = session.execute(
+                    select(Label.name, func.count()).join(Sample, Sample.label_id == Label.id)  # type: ignore[arg-type]
+                    .where(Sample.id <= watermark).group_by(Label.name)).all()  # type: ignore[operator]
+                counts = {name: int(n) for name, n in rows}
+            last = int(session.execute(select(func.coalesce(func.max(Sample.id), 0))).scalar_one())
+        self._reference = _Reference(version, counts, sum(counts.values()), last)
+        for detector in self.detectors.values():
+            detector.reset()
+        with self._lock:
+            self._served.clear()
+
+    def _new_labels(self) -> list[str]:
+        reference = self._reference
+        if reference is None:
+            return []
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(Sample.id, Label.name).join(Label, Sample.label_id == Label.id)  # type: ignore[arg-type]
+                .where(Sample.id > reference.last_sample_id).order_by(Sample.id).limit(50_000)).all()  # type: ignore[arg-type]
+        if rows:
+            reference.last_sample_id = int(rows[-1][0])
+        return [name for _, name in rows]
+
+    def _surprisal(self, label: str) -> float:
+        reference = self._reference
+        assert reference is not None
+        kinds = len(reference.counts) + 1  # the known labels and "any label production does not know"
+        return -math.log((reference.counts.get(label, 0) + 1) / (reference.total + kinds))
