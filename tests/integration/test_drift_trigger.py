@@ -79,3 +79,38 @@ def test_a_shift_to_an_unseen_domain_fires_one_drift_retrain_and_stable_traffic_
                                              {"reason": "drift", "result": "started"}) == 1
     finally:
         daemon.stop()
+
+
+def test_a_change_in_the_label_mix_fires_one_drift_retrain(
+        broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path) -> None:
+    settings = settings_for(broker, topic, sqlite_url, tmp_path, api={"port": 0, "token": TOKEN}, training={
+        "base_model": str(tiny_bert),
+        "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24},
+        "buffer": {"size": 30}}, drift={"enabled": True, "check_s": CHECK_S, "min_samples": 100})
+    daemon = Daemon(settings).start()
+    try:
+        with httpx.Client(base_url=daemon.api_url or "", headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=60) as client:
+            sent = produce(broker.bootstrap_servers, topic, [record(e.text, e.label) for e in
+                                                             synthetic_examples(LABELS, 40, seed=1)])
+            wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] == sent, what="training data")
+            assert wait_run(client, client.post("/v1/retrain", json={}).json()["run_id"])["outcome"] == "promoted"
+
+            # More of the same mix: stable.
+            sent += produce(broker.bootstrap_servers, topic, [record(e.text, e.label) for e in
+                                                              synthetic_examples(LABELS, 50, seed=2)])
+            wait_for(lambda: client.get("/v1/status").json()["training"]["drift"]["label_mix"]["samples"] >= 140,
+                     what="the stable mix read")
+            assert client.get("/v1/status").json()["training"]["drift"]["label_mix"]["state"] == "stable"
+            assert [r["trigger"] for r in _runs(client)] == ["manual"]
+
+            # A label production does not know arrives in bulk: the mix has changed.
+            produce(broker.bootstrap_servers, topic, [record(e.text, e.label) for e in
+                                                      synthetic_examples(["u0"], 150, seed=3)])
+            wait_for(lambda: any(r["trigger"] == "drift" for r in _runs(client)), what="a drift retrain")
+            drifted = [r for r in _runs(client) if r["trigger"] == "drift"]
+            assert len(drifted) == 1 and drifted[0]["requested_by"] == "drift:label_mix", drifted
+            assert daemon.metrics.registry.get_sample_value("lifelong_drift_detected_total",
+                                                            {"detector": "label_mix"}) == 1
+    finally:
+        daemon.stop()
