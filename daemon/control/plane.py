@@ -106,9 +106,17 @@ class ControlOperations:
             return [model_view(session, v, detail=False, aliases=aliases) for v in registry.list_versions(session)]
 
     def show_model(self, version: str) -> dict[str, Any] | None:
+        from storage.predictions import live_accuracy
+
         with self._session() as session:
             found = registry.get_version(session, version)
-            return model_view(session, found, detail=True) if found else None
+            if found is None:
+                return None
+            view = model_view(session, found, detail=True)
+            live = live_accuracy(session, [version]).get(version)
+            view["live_accuracy"] = {"joined": live.joined if live else 0, "correct": live.correct if live else 0,
+                                     "accuracy": live.accuracy if live else None}
+            return view
 
     def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
         from daemon.training.lifecycle import ActionRefused, UnknownVersion

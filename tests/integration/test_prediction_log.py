@@ -99,6 +99,8 @@ def test_answers_are_logged_joined_to_later_labels_and_live_accuracy_is_exact(
             status = client.get("/v1/status").json()
             assert status["live_accuracy"] == {"version": given["version"], "joined": 10, "correct": right,
                                                "accuracy": right / 10}
+            shown = client.get(f"/v1/models/{given['version']}").json()["live_accuracy"]
+            assert shown == {"joined": 10, "correct": right, "accuracy": right / 10}  # per version, in its record
             assert _count(sqlite_url, "SELECT count(*) FROM sample WHERE feedback") == 10
             assert _count(sqlite_url, "SELECT count(*) FROM prediction WHERE true_label IS NOT NULL") == 10
             assert daemon.metrics.registry.get_sample_value("lifelong_ingest_feedback_records_total") == 10
