@@ -38,6 +38,11 @@ class Prediction:
     #: let it abstain (what the drift trigger watches).
     unsure: list[bool] = field(default_factory=list)
 
+    @property
+    def top_labels(self) -> list[str]:
+        """Per text the most likely label, abstained or not (the classifier's answer)."""
+        return [next(iter(probs)) for probs in self.probabilities]
+
 
 @dataclass(frozen=True)
 class LoadedVersion:

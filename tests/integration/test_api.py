@@ -134,7 +134,9 @@ class TestModelLifecycleOverHttp:
 
             got = client.post("/v1/predict", json={"texts": ["w1 c0k0 w2", "c2k1 w5"]}).json()
             assert got["version"] == "v0001"
-            assert [p["label"] for p in got["predictions"]] == ["c0", "c2"]
+            assert [next(iter(p["probabilities"])) for p in got["predictions"]] == ["c0", "c2"]
+            assert all(p["label"] == (None if p["abstained"] else next(iter(p["probabilities"])))
+                       for p in got["predictions"])
             assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-3 for p in got["predictions"])
 
             sent += _stream(broker, topic, LABELS[3:], seed=2, start=sent)

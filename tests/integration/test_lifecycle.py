@@ -70,7 +70,8 @@ class TestFirstModel:
         assert [step["step"] for step in run.steps] == ["snapshot", "train", "evaluate", "gate", "publish", "decide"]
         assert lifecycle.predictor.version == "v0001"
         prediction = lifecycle.predictor.predict([f"w1 {keywords(label)[0]} w2" for label in STAGE1])
-        assert prediction.labels == STAGE1
+        assert prediction.top_labels == STAGE1
+        assert all(label in (top, None) for label, top in zip(prediction.labels, prediction.top_labels, strict=True))
         with Session(lifecycle.engine) as session:
             assert registry.get_alias(session, registry.PRODUCTION) == "v0001"
             version = registry.get_version(session, "v0001")
@@ -123,7 +124,7 @@ class TestGateDecisions:
         assert (run.outcome, lifecycle.predictor.version) == ("promoted", "v0002")
         for labels in (STAGE1, STAGE2):
             probe = synthetic_examples(labels, 40, seed=11)
-            got = lifecycle.predictor.predict([e.text for e in probe]).labels
+            got = lifecycle.predictor.predict([e.text for e in probe]).top_labels
             accuracy = sum(g == e.label for g, e in zip(got, probe, strict=True)) / len(probe)
             assert accuracy >= 0.6, (labels, accuracy)  # naive fine-tuning scores ~0 on the old labels
         with Session(lifecycle.engine) as session:
