@@ -381,6 +381,18 @@ class DriftSettings(_Section):
     min_samples: int = Field(default=300, ge=10)
     #: ADWIN's confidence parameter: smaller means fewer false alarms and later detection.
     delta: float = Field(default=0.002, gt=0.0, lt=1.0)
+    #: Served texts whose embeddings are compared with production's held-out ones (a kernel
+    #: two-sample test) each time this many new ones arrived; 0 turns the embedding detector off.
+    embedding_window: int = Field(default=200, ge=0, le=5000)
+    #: The embedding detector fires when the test's p-value is below this.
+    embedding_alpha: float = Field(default=0.01, ge=0.0001, le=0.5)
+
+    @field_validator("embedding_window")
+    @classmethod
+    def _window_big_enough(cls, value: int) -> int:
+        if 0 < value < 20:
+            raise ValueError("embedding_window must be 0 (off) or at least 20 texts")
+        return value
 
 
 class ServingSettings(_Section):

@@ -51,7 +51,7 @@ TRIGGER_REASONS = ("schedule", "volume", "manual", "drift")
 #: gap between runs, or was refused (this daemon does not hold the training lease).
 TRIGGER_RESULTS = ("started", "joined", "deferred", "refused")
 #: The drift detectors (see daemon.training.drift, which keeps its own list equal).
-DRIFT_DETECTORS = ("low_confidence", "label_mix")
+DRIFT_DETECTORS = ("low_confidence", "label_mix", "embedding")
 #: Held-out evaluation sets (see daemon.training.evaluation).
 EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
 #: Whose evaluation a quality gauge holds.
@@ -310,8 +310,8 @@ class Metrics:
         )
         self.drift_mean = Gauge(
             "lifelong_drift_mean",
-            "Each drift detector's current estimate of its signal's mean (share of served texts below the abstain "
-            "threshold; label surprisal in nats).",
+            "Each drift detector's current estimate of its signal (share of served texts below the abstain "
+            "threshold; label surprisal in nats; the embedding test's last p-value).",
             ["detector"], registry=r,
         )
         self.predict_latency = Histogram(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from daemon.config import KafkaSettings, Settings
 from daemon.control.api import Readiness, create_app
@@ -278,7 +279,10 @@ class Daemon:
             from daemon.training.drift import DriftMonitor
 
             drift = DriftMonitor(engine, self.metrics, s.drift,
-                                 fire=lambda who: triggers.fire("drift", requested_by=who))
+                                 fire=lambda who: triggers.fire("drift", requested_by=who),
+                                 reference_embeddings=lambda version, watermark, n: _reference_embeddings(
+                                     engine, predictor, version, watermark, n))
+            predictor.embeddings = drift.wants_embeddings
         scheduler = RetrainScheduler(triggers=triggers, lease=lease, follow_production=lifecycle.sync_serving,
                                      follow_every_s=s.serving.follow_production_s, drift=drift,
                                      drift_every_s=s.drift.check_s)
@@ -339,3 +343,21 @@ class Daemon:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self._threads.append(thread)
+
+
+def _reference_embeddings(engine: Engine, predictor: Predictor, version: str, watermark: int,
+                          n: int) -> list[list[float]] | None:
+    """Embeddings of up to ``n`` of production's newest held-out texts (labels it knows), by the
+    serving model; None while ``version`` is not the one serving or there are too few."""
+    from learners.inference import predict
+    from storage.samples import heldout_examples
+
+    serving = predictor.serving
+    if serving is None or serving.version != version:
+        return None
+    known = set(serving.loaded.model.labels)
+    with Session(engine) as session:
+        held = [e for e in heldout_examples(session, up_to_id=watermark) if e.label in known][-n:]
+    if len(held) < 2:
+        return None
+    return predict(serving.loaded, [e.text for e in held], batch_size=predictor.batch_size, embeddings=True).embeddings

@@ -25,6 +25,8 @@ class Predictions:
     probabilities: list[list[float]]
     labels: list[str]
     logits: list[list[float]] = field(default_factory=list)
+    #: Pooled encoder features per text, when asked for (drift of served texts is measured on them).
+    embeddings: list[list[float]] = field(default_factory=list)
 
     @property
     def predicted_labels(self) -> list[str]:
@@ -46,7 +48,7 @@ def length_batches(loaded: LoadedClassifier, texts: Sequence[str],
 
 @torch.inference_mode()
 def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int = 64,
-            temperature: float = 1.0) -> Predictions:
+            temperature: float = 1.0, embeddings: bool = False) -> Predictions:
     """Predict ``texts`` in batches sorted by length (less padding), results in input order."""
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -62,12 +64,18 @@ def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int =
     model.eval()
     probabilities: list[list[float]] = [[] for _ in texts]
     raw: list[list[float]] = [[] for _ in texts]
+    features: list[list[float]] = [[] for _ in texts] if embeddings else []
     for chunk, packed in length_batches(loaded, texts, batch_size):
         if packed.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = model(packed)
+                pooled = model.embed(packed)
+                logits = model.head(pooled)
         else:
-            logits = model(packed)
+            pooled = model.embed(packed)
+            logits = model.head(pooled)
+        if embeddings:
+            for i, row in zip(chunk, pooled.float().cpu().tolist(), strict=True):
+                features[i] = row
         logits = logits.float()
         rows = torch.softmax(logits / temperature, dim=-1).cpu().tolist()
         for i, row, logit_row in zip(chunk, rows, logits.cpu().tolist(), strict=True):
@@ -76,4 +84,4 @@ def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int =
     if was_training:
         model.train()
     indices = [max(range(len(row)), key=row.__getitem__) for row in probabilities]
-    return Predictions(indices, probabilities, labels, raw)
+    return Predictions(indices, probabilities, labels, raw, features)

@@ -27,8 +27,8 @@ import torch
 from avalanche.benchmarks.utils.data_loader import collate_from_data_or_kwargs
 from avalanche.training.plugins import (
     AGEMPlugin,
-    EWCPlugin,
     EvaluationPlugin,
+    EWCPlugin,
     LwFPlugin,
     ReplayPlugin,
     SupervisedPlugin,
@@ -42,7 +42,6 @@ from torch.utils.data import DataLoader
 
 from learners.config import STRATEGY_COMPONENTS, StrategyConfig
 from learners.handoff import LearnerState, Progress
-
 
 __all__ = [
     "STRATEGY_COMPONENTS",

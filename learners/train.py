@@ -31,12 +31,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learners.buffer import BufferConfig, ReplayBuffer
+from learners.config import StrategyConfig
 from learners.data import Example, make_dataset
 from learners.discriminant import DiscriminantStats, embed_texts
 from learners.errors import ModelLoadError
-from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
-from learners.config import StrategyConfig
 from learners.handoff import LearnerState, Progress
+from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
 
 __all__ = [
     "STATE_JSON",

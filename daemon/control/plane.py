@@ -174,7 +174,7 @@ class ControlOperations:
             self.prediction_log.submit(result.version, texts, request_ids, result.labels, confidences,
                                        result.abstained)
         if self.drift is not None:
-            self.drift.observe_served(result.unsure)
+            self.drift.observe_served(result.unsure, result.embeddings)
         return {"version": result.version,
                 "predictions": [{"id": rid, "label": label, "abstained": abstained, "probabilities": probs}
                                 for rid, label, abstained, probs in zip(request_ids, result.labels, result.abstained,

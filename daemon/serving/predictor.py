@@ -37,6 +37,8 @@ class Prediction:
     #: Per text, below the version's abstain threshold, whether or not ``serving.abstain``
     #: let it abstain (what the drift trigger watches).
     unsure: list[bool] = field(default_factory=list)
+    #: Per text its pooled encoder features, when the predictor keeps them (``embeddings``).
+    embeddings: list[list[float]] = field(default_factory=list)
 
     @property
     def top_labels(self) -> list[str]:
@@ -64,6 +66,8 @@ class Predictor:
         self.top_k = top_k
         #: Apply the serving version's abstain threshold (its temperature applies either way).
         self.abstain = abstain
+        #: Return each text's encoder features too (the embedding drift detector reads them).
+        self.embeddings = False
         self._serving: LoadedVersion | None = None
 
     @property
@@ -112,7 +116,8 @@ class Predictor:
         calibration = serving.calibration
         temperature = calibration.temperature if calibration is not None else 1.0
         threshold = calibration.threshold if calibration is not None else 0.0
-        result = predict(serving.loaded, texts, batch_size=self.batch_size, temperature=temperature)
+        result = predict(serving.loaded, texts, batch_size=self.batch_size, temperature=temperature,
+                         embeddings=self.embeddings)
         probabilities, labels, abstained, below = [], [], [], []
         for row, label in zip(result.probabilities, result.predicted_labels, strict=True):
             ranked = sorted(range(len(row)), key=row.__getitem__, reverse=True)[: self.top_k]
@@ -121,4 +126,4 @@ class Predictor:
             below.append(unsure)
             abstained.append(unsure and self.abstain)
             labels.append(None if unsure and self.abstain else label)
-        return Prediction(serving.version, labels, probabilities, abstained, below)
+        return Prediction(serving.version, labels, probabilities, abstained, below, result.embeddings)

@@ -14,6 +14,14 @@ by ``delta``):
   under production's training label distribution (Laplace-smoothed, so a label production
   does not know is the most surprising). A change in the mix of incoming labels moves it.
 
+and a third that compares distributions rather than a mean:
+
+- ``embedding``: every ``drift.embedding_window`` served texts, their encoder embeddings
+  against those of up to twice as many of production's held-out texts, by a kernel
+  two-sample test (MMD with a permutation p-value, ``learners.two_sample``); it fires
+  below ``drift.embedding_alpha``. This sees texts that move to another domain even when
+  the model stays confident about them.
+
 A detector reports ``insufficient data`` until it has seen ``drift.min_samples`` values
 since its last reset and never fires before. On a detection the ``drift`` trigger goes
 through the same single-flight door as the others (``schedule.min_gap_s`` respected); the
@@ -43,11 +51,11 @@ from daemon.metrics import Metrics
 from storage import registry
 from storage.models import Label, Sample
 
-__all__ = ["DETECTORS", "DriftDetector", "DriftMonitor"]
+__all__ = ["DETECTORS", "DriftDetector", "DriftMonitor", "EmbeddingDrift"]
 
 logger = logging.getLogger(__name__)
 
-DETECTORS = ("low_confidence", "label_mix")
+DETECTORS = ("low_confidence", "label_mix", "embedding")
 INSUFFICIENT = "insufficient data"
 
 
@@ -93,6 +101,66 @@ class DriftDetector:
                 "mean": None if self.mean is None else round(self.mean, 6)}
 
 
+class EmbeddingDrift:
+    """Served embeddings in windows, each tested against production's held-out embeddings."""
+
+    name = "embedding"
+
+    def __init__(self, *, window: int, alpha: float) -> None:
+        self.window = window
+        self.alpha = alpha
+        self.reference: list[list[float]] | None = None
+        self._served: list[list[float]] = []
+        self.samples = 0
+        self.detected = False
+        self.p_value: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self.reference is None or len(self.reference) < 2 or self.p_value is None:
+            return INSUFFICIENT
+        return "drift" if self.detected else "stable"
+
+    @property
+    def mean(self) -> float | None:
+        return self.p_value
+
+    def update_many(self, embeddings: list[list[float]]) -> bool:
+        """Add served embeddings; test each full window. True when a window drifted."""
+        from learners.two_sample import two_sample_test
+
+        fired = False
+        if self.reference is None or len(self.reference) < 2:
+            self._served = []  # windows start once there is a reference to compare with
+            return False
+        for row in embeddings:
+            self._served.append(row)
+            self.samples += 1
+            if len(self._served) < self.window:
+                continue
+            import torch
+
+            # Enough permutations that a p-value below alpha can come out at all (the smallest is 1/(k+1)).
+            result = two_sample_test(torch.tensor(self._served), torch.tensor(self.reference),
+                                     permutations=max(200, math.ceil(5 / self.alpha)))
+            self.p_value = result.p_value
+            self._served = []
+            if result.p_value < self.alpha:
+                self.detected = fired = True
+        return fired
+
+    def reset(self) -> None:
+        self._served = []
+        self.samples = 0
+        self.detected = False
+        self.p_value = None
+
+    def view(self) -> dict[str, Any]:
+        return {"state": self.state, "samples": self.samples, "window": self.window,
+                "reference": len(self.reference) if self.reference is not None else 0,
+                "p_value": None if self.p_value is None else round(self.p_value, 6)}
+
+
 @dataclass
 class _Reference:
     """Production's label distribution and the samples already read."""
@@ -107,24 +175,40 @@ class DriftMonitor:
     """Both detectors, fed from served answers and stored samples, checked on a timer."""
 
     def __init__(self, engine: Engine, metrics: Metrics, settings: DriftSettings, *,
-                 fire: Callable[[str], Any]) -> None:
+                 fire: Callable[[str], Any],
+                 reference_embeddings: Callable[[str, int, int], list[list[float]] | None] | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
         self.settings = settings
         #: Called with who is asking (``drift:<detectors>``) when a detector fires.
         self._fire = fire
-        self.detectors = {name: DriftDetector(name, delta=settings.delta, min_samples=settings.min_samples)
-                          for name in DETECTORS}
+        #: (version, data watermark, how many) -> embeddings of production's held-out texts,
+        #: or None while that version is not the one serving.
+        self._reference_embeddings = reference_embeddings
+        self.detectors: dict[str, DriftDetector | EmbeddingDrift] = {
+            name: DriftDetector(name, delta=settings.delta, min_samples=settings.min_samples)
+            for name in ("low_confidence", "label_mix")}
+        if settings.embedding_window and reference_embeddings is not None:
+            self.detectors["embedding"] = EmbeddingDrift(window=settings.embedding_window,
+                                                         alpha=settings.embedding_alpha)
         self._served: deque[float] = deque(maxlen=100_000)
+        self._embeddings: deque[list[float]] = deque(maxlen=max(1, 5 * settings.embedding_window))
         self._lock = threading.Lock()
         self._reference: _Reference | None = None
 
     # ------------------------------------------------------------------ request path
 
-    def observe_served(self, unsure: list[bool]) -> None:
-        """Queue, per served text, whether it fell below the abstain threshold (the check drains them)."""
+    @property
+    def wants_embeddings(self) -> bool:
+        return "embedding" in self.detectors
+
+    def observe_served(self, unsure: list[bool], embeddings: list[list[float]] | None = None) -> None:
+        """Queue, per served text, whether it fell below the abstain threshold and its
+        embedding (the check drains them; nothing is computed on the request path)."""
         with self._lock:
             self._served.extend(1.0 if u else 0.0 for u in unsure)
+            if embeddings and self.wants_embeddings:
+                self._embeddings.extend(embeddings)
 
     # ------------------------------------------------------------------ the timer
 
@@ -143,11 +227,19 @@ class DriftMonitor:
         with self._lock:
             served = list(self._served)
             self._served.clear()
+            embeddings = list(self._embeddings)
+            self._embeddings.clear()
         fired = []
         if version is not None and self._feed("low_confidence", served):
             fired.append("low_confidence")
         if version is not None and self._feed("label_mix", [self._surprisal(label) for label in labels]):
             fired.append("label_mix")
+        embedding = self.detectors.get("embedding")
+        if version is not None and isinstance(embedding, EmbeddingDrift):
+            if embedding.reference is None and self._reference_embeddings is not None:
+                embedding.reference = self._reference_embeddings(version, watermark, 2 * embedding.window)
+            if embedding.update_many(embeddings):
+                fired.append("embedding")
         for name, detector in self.detectors.items():
             self.metrics.drift_samples.labels(detector=name).set(detector.samples)
             if detector.mean is not None:
@@ -162,11 +254,13 @@ class DriftMonitor:
         return fired
 
     def view(self) -> dict[str, Any]:
-        return {"enabled": True, "reference_version": self._reference.version if self._reference else None,
-                **{name: detector.view() for name, detector in self.detectors.items()}}
+        views = {name: detector.view() for name, detector in self.detectors.items()}
+        views.setdefault("embedding", {"state": "off"})
+        return {"enabled": True, "reference_version": self._reference.version if self._reference else None, **views}
 
     def _feed(self, name: str, values: list[float]) -> bool:
         detector = self.detectors[name]
+        assert isinstance(detector, DriftDetector)
         fired = False
         for value in values:
             fired = detector.update(value) or fired
@@ -192,8 +286,12 @@ class DriftMonitor:
         self._reference = _Reference(version, counts, sum(counts.values()), last)
         for detector in self.detectors.values():
             detector.reset()
+        embedding = self.detectors.get("embedding")
+        if isinstance(embedding, EmbeddingDrift):
+            embedding.reference = None  # computed from the new production at the next check
         with self._lock:
             self._served.clear()
+            self._embeddings.clear()
 
     def _new_labels(self) -> list[str]:
         reference = self._reference

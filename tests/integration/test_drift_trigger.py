@@ -35,7 +35,8 @@ def test_a_shift_to_an_unseen_domain_fires_one_drift_retrain_and_stable_traffic_
     settings = settings_for(broker, topic, sqlite_url, tmp_path, api={"port": 0, "token": TOKEN}, training={
         "base_model": str(tiny_bert),
         "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24},
-        "buffer": {"size": 30}}, drift={"enabled": True, "check_s": CHECK_S, "min_samples": 100},
+        "buffer": {"size": 30}}, drift={"enabled": True, "check_s": CHECK_S, "min_samples": 100,
+                                            "embedding_window": 0},
         evaluation={"oos_label": "oos"})
     daemon = Daemon(settings).start()
     try:
@@ -86,7 +87,8 @@ def test_a_change_in_the_label_mix_fires_one_drift_retrain(
     settings = settings_for(broker, topic, sqlite_url, tmp_path, api={"port": 0, "token": TOKEN}, training={
         "base_model": str(tiny_bert),
         "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24},
-        "buffer": {"size": 30}}, drift={"enabled": True, "check_s": CHECK_S, "min_samples": 100})
+        "buffer": {"size": 30}}, drift={"enabled": True, "check_s": CHECK_S, "min_samples": 100,
+                                            "embedding_window": 0})
     daemon = Daemon(settings).start()
     try:
         with httpx.Client(base_url=daemon.api_url or "", headers={"Authorization": f"Bearer {TOKEN}"},
@@ -112,5 +114,46 @@ def test_a_change_in_the_label_mix_fires_one_drift_retrain(
             assert len(drifted) == 1 and drifted[0]["requested_by"] == "drift:label_mix", drifted
             assert daemon.metrics.registry.get_sample_value("lifelong_drift_detected_total",
                                                             {"detector": "label_mix"}) == 1
+    finally:
+        daemon.stop()
+
+
+def test_served_texts_from_another_domain_fire_the_embedding_detector_once(
+        broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path) -> None:
+    # The mean-shift detectors are held back (min_samples out of reach): only the embeddings speak.
+    settings = settings_for(broker, topic, sqlite_url, tmp_path, api={"port": 0, "token": TOKEN}, training={
+        "base_model": str(tiny_bert),
+        "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24},
+        "buffer": {"size": 30}}, drift={"enabled": True, "check_s": CHECK_S, "min_samples": 1_000_000,
+                                        "embedding_window": 60})
+    daemon = Daemon(settings).start()
+    try:
+        with httpx.Client(base_url=daemon.api_url or "", headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=60) as client:
+            sent = produce(broker.bootstrap_servers, topic, [record(e.text, e.label) for e in
+                                                             synthetic_examples(LABELS, 60, seed=1)])
+            wait_for(lambda: client.get("/v1/status").json()["samples"]["total"] == sent, what="training data")
+            assert wait_run(client, client.post("/v1/retrain", json={}).json()["run_id"])["outcome"] == "promoted"
+
+            stable = [e.text for e in synthetic_examples(LABELS, 60, seed=2)]
+            for start in range(0, len(stable), 30):
+                client.post("/v1/predict", json={"texts": stable[start:start + 30]})
+                time.sleep(CHECK_S)
+            time.sleep(3 * CHECK_S)
+            embedding = client.get("/v1/status").json()["training"]["drift"]["embedding"]
+            assert embedding["state"] == "stable" and embedding["p_value"] is not None, embedding
+            assert embedding["reference"] >= 2
+            assert [r["trigger"] for r in _runs(client)] == ["manual"]
+
+            shifted = _out_of_scope(300, seed=3)
+            for start in range(0, len(shifted), 30):
+                client.post("/v1/predict", json={"texts": shifted[start:start + 30]})
+                time.sleep(CHECK_S)
+                if any(r["trigger"] == "drift" for r in _runs(client)):
+                    break
+            drifted = [r for r in _runs(client) if r["trigger"] == "drift"]
+            assert len(drifted) == 1 and drifted[0]["requested_by"] == "drift:embedding", _runs(client)
+            assert daemon.metrics.registry.get_sample_value("lifelong_drift_detected_total",
+                                                            {"detector": "embedding"}) == 1
     finally:
         daemon.stop()

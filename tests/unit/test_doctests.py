@@ -9,7 +9,7 @@ import pytest
 
 #: Modules whose docstrings hold examples; a module added here must have at least one.
 WITH_EXAMPLES = ["daemon.training.gate", "daemon.training.rejection", "learners.buffer", "learners.calibration",
-                 "storage.artifacts"]
+                 "learners.two_sample", "storage.artifacts"]
 
 
 @pytest.mark.parametrize("name", WITH_EXAMPLES)

@@ -38,3 +38,21 @@ def test_a_shift_fires_soon_after_it_and_reset_starts_over() -> None:
 
 def test_the_detectors_are_the_ones_metrics_pre_creates() -> None:
     assert DETECTORS == DRIFT_DETECTORS
+
+
+def test_the_embedding_detector_tests_each_full_window_against_the_reference() -> None:
+    from daemon.training.drift import EmbeddingDrift
+
+    rng = random.Random(7)
+
+    def cloud(n: int, shift: float) -> list[list[float]]:
+        return [[rng.gauss(shift, 1.0) for _ in range(8)] for _ in range(n)]
+
+    detector = EmbeddingDrift(window=50, alpha=0.01)
+    assert not detector.update_many(cloud(120, 0.0)) and detector.state == INSUFFICIENT  # no reference yet
+    detector.reference = cloud(100, 0.0)
+    assert not detector.update_many(cloud(100, 0.0))
+    assert detector.state == "stable" and detector.p_value is not None and detector.p_value > 0.01
+    assert detector.update_many(cloud(50, 1.0)) and detector.state == "drift"
+    detector.reset()
+    assert detector.state == INSUFFICIENT and detector.reference is not None  # the reference outlives a reset
