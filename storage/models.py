@@ -250,6 +250,9 @@ class PromotionDecision(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     checks: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts_column()
+    #: When the promotion event of a decision that moved production reached the broker;
+    #: NULL until then (the trainer delivers such events again after a crash: an outbox).
+    event_sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class Alias(SQLModel, table=True):

@@ -40,6 +40,8 @@ __all__ = [
     "get_alias",
     "get_run",
     "get_version",
+    "mark_event_delivered",
+    "undelivered_events",
     "last_run",
     "last_snapshot_watermark",
     "last_success_time",
@@ -342,3 +344,25 @@ def latest_decisions(session: Session, *, version: str | None = None, limit: int
     if version is not None:
         query = query.where(PromotionDecision.candidate == version)  # type: ignore[arg-type]
     return list(session.execute(query).scalars())
+
+
+#: Decisions that moved production, and so have a promotion event.
+_MOVED = ("promoted", "forced", "rolled_back")
+
+
+def undelivered_events(session: Session) -> list[PromotionDecision]:
+    """Decisions that moved production whose event never reached the broker, oldest first."""
+    query = (select(PromotionDecision)
+             .where(PromotionDecision.outcome.in_(_MOVED),  # type: ignore[attr-defined]
+                    PromotionDecision.event_sent_at.is_(None))  # type: ignore[union-attr]
+             .order_by(PromotionDecision.id))  # type: ignore[arg-type]
+    return list(session.execute(query).scalars())
+
+
+def mark_event_delivered(session: Session, decision_id: int) -> None:
+    """Record that the promotion event of decision ``decision_id`` reached the broker."""
+    decision = session.get(PromotionDecision, decision_id)
+    if decision is not None and decision.event_sent_at is None:
+        decision.event_sent_at = datetime.now(timezone.utc)
+        session.add(decision)
+        session.commit()

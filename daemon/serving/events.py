@@ -83,9 +83,11 @@ class OrderedEvents:
     ``on_failed`` and dropped (production has moved; the database is the record).
     """
 
-    def __init__(self, publisher: EventPublisher, *, on_failed: Callable[[dict[str, Any], PublishError], None]) -> None:
+    def __init__(self, publisher: EventPublisher, *, on_failed: Callable[[dict[str, Any], PublishError], None],
+                 on_delivered: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._publisher = publisher
         self._on_failed = on_failed
+        self._on_delivered = on_delivered
         self._queue: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
@@ -157,5 +159,13 @@ class OrderedEvents:
             self._publisher.publish(event)
         except PublishError as exc:
             self._on_failed(event, exc)
+            return
         except Exception:  # noqa: BLE001 - one bad event must not stop the ones after it
             logger.exception("promotion event for %s not delivered", event.get("version"))
+            return
+        if self._on_delivered is not None:
+            try:
+                self._on_delivered(event)
+            except Exception as exc:  # noqa: BLE001 - delivered; at worst it is sent again after a restart
+                logger.warning("promotion event for %s delivered but not recorded as such: %s",
+                               event.get("version"), type(exc).__name__)

@@ -44,7 +44,7 @@ from learners.model import load_classifier
 from learners.train import TrainingSpec
 from learners.worker import TrainingWorker, remove_partial_outputs
 from storage import registry
-from storage.artifacts import ArtifactError, ArtifactStore
+from storage.artifacts import ArtifactError, ArtifactStore, Manifest
 from storage.errors import StoreUnavailable
 from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun
 from storage.samples import examples_by_ids, heldout_examples, recent_training_examples, training_examples
@@ -106,7 +106,8 @@ class Lifecycle:
         self.predictor = predictor
         self.metrics = metrics or Metrics()
         #: Promotion events, queued in the order production moved (see OrderedEvents).
-        self.events = OrderedEvents(publisher, on_failed=self._event_failed) if publisher is not None else None
+        self.events = OrderedEvents(publisher, on_failed=self._event_failed,
+                                    on_delivered=self._event_delivered) if publisher is not None else None
         #: Set by the daemon: cycles stop at a step boundary once it is lost, and gate
         #: promotions check it in the promotion transaction. None: no lease (tests, tools).
         self.lease: TrainerLease | None = None
@@ -139,7 +140,24 @@ class Lifecycle:
             self.metrics.training_last_success_timestamp.set(last_success)
         if interrupted:
             logger.warning("runs %s were interrupted by a stop and are recorded as failed", interrupted)
+        self._redeliver_events()
         return interrupted
+
+    def _redeliver_events(self) -> None:
+        """Queue the events of production moves that never reached the broker (a trainer killed
+        between the alias commit and the delivery); the trainer is the one daemon that sends them."""
+        if self.events is None:
+            return
+        with Session(self.engine) as session:
+            missed = registry.undelivered_events(session)
+        for decision in missed:
+            try:
+                manifest = self.store.read_manifest(decision.candidate)
+            except ArtifactError:
+                manifest = None  # pruned since: the event still says what happened
+            logger.warning("promotion event of decision %d (%s %s) was never delivered; sending it now",
+                           decision.id, decision.outcome, decision.candidate)
+            self.events.put(self._event(decision, manifest))
 
     def sync_serving(self) -> str | None:
         """Serve whatever the database says production is; returns the served version.
@@ -505,21 +523,30 @@ class Lifecycle:
         if found is not None:
             self._report_production(found, registry.epoch_seconds(record.created_at))
         self.metrics.count_production_change(outcome=record.outcome, actor=record.actor)
-        event = {
+        return self._event(record, manifest)
+
+    def _event(self, record: PromotionDecision, manifest: Manifest | None) -> dict[str, Any]:
+        """The promotion event of ``record``; ``decision_id`` lets consumers drop a redelivery."""
+        return {
             "type": "promotion",
-            "version": prepared.version,
-            "parent": manifest.lineage.get("parent"),
+            "decision_id": record.id,
+            "version": record.candidate,
+            "parent": manifest.lineage.get("parent") if manifest else None,
             "previous_production": record.production_before,
             "outcome": record.outcome,
             "forced": record.forced,
             "actor": record.actor,
             "reason": record.reason,
-            "metrics": {k: v for k, v in manifest.metrics.items() if k != "gate"},
-            "artifact": str(self.store.path_for(prepared.version)),
-            "checksum": manifest.checksum,
+            "metrics": {k: v for k, v in manifest.metrics.items() if k != "gate"} if manifest else {},
+            "artifact": str(self.store.path_for(record.candidate)),
+            "checksum": manifest.checksum if manifest else None,
             "time": datetime.now(timezone.utc).isoformat(),
         }
-        return event
+
+    def _event_delivered(self, event: dict[str, Any]) -> None:
+        if event.get("decision_id") is not None:
+            with Session(self.engine) as session:
+                registry.mark_event_delivered(session, int(event["decision_id"]))
 
     def _report_production(self, version: ModelVersion, promoted_at: float | None) -> None:
         """Production's gauges from its version record (its evaluation from when it was a candidate)."""

@@ -229,6 +229,43 @@ class TestKilledDuringPromotion:
                                  inflicted=f"{failpoints.ENV}={failpoints.AFTER_ALIAS}: the daemon kills itself "
                                            "once production points at the new version, before it serves it")
         assert aliases == {registry.PRODUCTION: "v0002", registry.PREVIOUS: "v0001"}
+        # The kill came before v0002's promotion event left; the restarted trainer sends it
+        # (an outbox: the decision row remembers), once, and does not repeat v0001's.
+        wait_for(lambda: any(e["version"] == "v0002" for e in _promotion_events(deployment)), timeout_s=60,
+                 what="v0002's promotion event after the restart")
+        events = _promotion_events(deployment)
+        assert [e["version"] for e in events if e["outcome"] in ("promoted", "forced")][:2] == ["v0001", "v0002"]
+        assert sum(e["version"] == "v0002" for e in events) == 1 and sum(e["version"] == "v0001" for e in events) == 1
+        assert len({e["decision_id"] for e in events}) == len(events)
+        engine = make_engine(deployment.url)
+        try:
+            wait_for(lambda: not _undelivered(engine), timeout_s=30, what="every event recorded as delivered")
+        finally:
+            engine.dispose()
+
+
+def _undelivered(engine: Any) -> list[Any]:
+    with Session(engine) as session:
+        return registry.undelivered_events(session)
+
+
+def _promotion_events(deployment: Deployment) -> list[dict[str, Any]]:
+    """This deployment's promotion events on the (shared) promotions topic, oldest first."""
+    import json
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=deployment.broker.bootstrap_servers, enable_auto_commit=False,
+                             consumer_timeout_ms=3000)
+    try:
+        partition = TopicPartition("lifelong.promotions", 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        events = [json.loads(message.value) for message in consumer]
+    finally:
+        consumer.close()
+    own = str(deployment.data_dir)
+    return [e for e in events if str(e.get("artifact", "")).startswith(own)]
 
 
 class TestKilledDuringTraining:

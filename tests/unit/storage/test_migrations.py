@@ -56,6 +56,24 @@ class TestMigrations:
         make_engine(f"sqlite:///file:{tmp_path / 'db.sqlite'}?mode=ro&uri=true").dispose()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no "file:" directory
 
+    def test_the_outbox_migration_takes_earlier_decisions_as_delivered(self, database_url: str) -> None:
+        engine = make_engine(database_url)  # migrated to head by the fixture
+        command.downgrade(_alembic_config(engine), "0005")
+        with engine.begin() as connection:
+            for outcome in ("promoted", "rejected"):
+                connection.execute(text(
+                    "INSERT INTO promotion_decision (candidate, outcome, forced, actor, checks, created_at) "
+                    "VALUES ('v0001', :outcome, false, 'gate', '[]', '2026-12-01 00:00:00')"), {"outcome": outcome})
+        upgrade(engine)
+        with engine.connect() as connection:
+            rows = dict(connection.execute(text("SELECT outcome, event_sent_at FROM promotion_decision")).all())
+        assert rows["promoted"] is not None and rows["rejected"] is None
+        with Session(engine) as session:
+            from storage.registry import undelivered_events
+
+            assert undelivered_events(session) == []  # nothing from before the upgrade is sent again
+        engine.dispose()
+
     def test_content_key_migration_keeps_the_samples_and_downgrades(self, database_url: str) -> None:
         def index_sql() -> dict[str, str]:
             with engine.connect() as connection:

@@ -196,3 +196,18 @@ class TestLatestChild:
         assert registry.latest_child(session, "v0001").name == "v0003"
         assert registry.latest_child(session, "v0003").name == "v0004"
         assert registry.latest_child(session, "v0004") is None
+
+
+class TestEventOutbox:
+    def test_moves_of_production_wait_for_delivery_and_rejections_never_do(self, session: Session) -> None:
+        for name in ("v0001", "v0002", "v0003"):
+            _version(session, name)
+        first = registry.promote(session, version="v0001")
+        second = registry.promote(session, version="v0002")
+        registry.record_decision(session, candidate="v0003", outcome="rejected")
+        back = registry.rollback(session, actor="op")
+        assert [d.id for d in registry.undelivered_events(session)] == [first.id, second.id, back.id]
+        registry.mark_event_delivered(session, second.id)
+        registry.mark_event_delivered(session, second.id)  # twice is harmless
+        assert [d.id for d in registry.undelivered_events(session)] == [first.id, back.id]
+        registry.mark_event_delivered(session, 10_000)  # unknown id: nothing to mark
