@@ -43,6 +43,38 @@ def _no_lifelong_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+#: What no error body of the daemon may contain: a trace, source paths, a library's
+#: internals, or a path of the test run's files (where data directories live).
+LEAK_MARKERS = ("Traceback", 'File "', "site-packages", "sqlalchemy", "/tmp/pytest-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _error_bodies_leak_nothing() -> Iterator[list[tuple[str, int, str]]]:
+    """Every 4xx/5xx body any test of the suite got over HTTP (httpx, which the tests and the
+    CLI use) is kept; at the end of the run none may hold a leak marker. The abuse tests also
+    check their own bodies for their token; this covers every other route a test exercised."""
+    import httpx
+
+    seen: list[tuple[str, int, str]] = []
+    original = httpx.Client.send
+
+    def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        response = original(self, request, **kwargs)
+        if response.status_code >= 400 and request.url.path.startswith(("/v1", "/readyz", "/healthz", "/metrics")):
+            response.read()
+            seen.append((f"{request.method} {request.url.path}", response.status_code, response.text))
+        return response
+
+    httpx.Client.send = send  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        httpx.Client.send = original  # type: ignore[method-assign]
+    leaks = [(where, status, marker, body[:300]) for where, status, body in seen
+             for marker in LEAK_MARKERS if marker in body]
+    assert not leaks, f"error bodies leaked internals: {leaks[:5]}"
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
