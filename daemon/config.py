@@ -383,9 +383,9 @@ class DriftSettings(_Section):
     delta: float = Field(default=0.002, gt=0.0, lt=1.0)
     #: Served texts whose embeddings are compared with production's held-out ones (a kernel
     #: two-sample test) each time this many new ones arrived; 0 turns the embedding detector off.
-    embedding_window: int = Field(default=200, ge=0, le=5000)
+    embedding_window: int = Field(default=200, ge=0, le=1000)
     #: The embedding detector fires when the test's p-value is below this.
-    embedding_alpha: float = Field(default=0.01, ge=0.0001, le=0.5)
+    embedding_alpha: float = Field(default=0.01, ge=0.001, le=0.5)
 
     @field_validator("embedding_window")
     @classmethod

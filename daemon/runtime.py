@@ -93,6 +93,7 @@ class Daemon:
         self.ingestor: Ingestor | None = None
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
+        self._api_thread: threading.Thread | None = None
         self._schema_ok = False
         self._schema_checked_at = 0.0
         self.token = ""
@@ -181,6 +182,8 @@ class Daemon:
         self._threads.clear()
         if self._server is not None:
             self._server.should_exit = True
+            if self._api_thread is not None:
+                self._api_thread.join(timeout=10)  # requests in flight finish (and queue their answers) first
         if self.prediction_log is not None:
             self.prediction_log.close()  # what the last requests answered is stored before the database goes
         if self.lifecycle is not None:
@@ -296,7 +299,8 @@ class Daemon:
 
             self.prediction_log = PredictionLog(engine, self.metrics, serving_version=lambda: predictor.version,
                                                 log_texts=s.serving.log_texts,
-                                                retention_days=s.serving.prediction_retention_days).start()
+                                                retention_days=s.serving.prediction_retention_days,
+                                                oos_label=s.evaluation.oos_label).start()
         ingestor = self.ingestor
         self.control = ControlOperations(
             settings=s, engine=engine, metrics=self.metrics,
@@ -329,7 +333,7 @@ class Daemon:
             lifespan="off",
         )
         self._server = server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        self._api_thread = thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
         while not server.started and thread.is_alive() and time.monotonic() < deadline:

@@ -126,12 +126,14 @@ def fit_calibration(
     *,
     in_scope_abstain: float,
     oos_logits: Sequence[Sequence[float]] = (),
+    min_oos: int = MIN_OOS_FOR_FIT,
 ) -> Calibration:
-    """Temperature on the in-scope samples, then the threshold (see the module docstring)."""
+    """Temperature on the in-scope samples, then the threshold (see the module docstring);
+    Youden's J with at least ``min_oos`` out-of-scope samples, the quantile rule otherwise."""
     temperature = fit_temperature(logits, labels)
     in_scores = calibrated(logits, temperature)
     threshold = _quantile_threshold(in_scores, in_scope_abstain)
-    if len(oos_logits) >= MIN_OOS_FOR_FIT and in_scores and in_scope_abstain > 0:
+    if oos_logits and len(oos_logits) >= min_oos and in_scores and in_scope_abstain > 0:
         oos_scores = calibrated(oos_logits, temperature)
         best = (-1.0, threshold)
         for candidate in sorted(set(in_scores) | set(oos_scores)):
@@ -156,12 +158,14 @@ def cross_fitted_abstain_rate(
     """In-scope abstentions and samples, each half scored by a calibration fitted on the other half."""
     halves = ([i for i in range(len(logits)) if i % 2 == 0], [i for i in range(len(logits)) if i % 2 == 1])
     oos_halves = (list(oos_logits)[0::2], list(oos_logits)[1::2])
+    # The rule the full set gets (Youden's J or the quantile) is the one each half is fitted by.
+    min_oos = 1 if len(oos_logits) >= MIN_OOS_FOR_FIT else len(oos_logits) + 1
     abstained = 0
     for fit_on, score_on, oos in ((halves[0], halves[1], oos_halves[0]), (halves[1], halves[0], oos_halves[1])):
         if not fit_on or not score_on:
             continue
         cal = fit_calibration([logits[i] for i in fit_on], [labels[i] for i in fit_on],
-                              in_scope_abstain=in_scope_abstain, oos_logits=oos)
+                              in_scope_abstain=in_scope_abstain, oos_logits=oos, min_oos=min_oos)
         abstained += sum(cal.abstains(logits[i]) for i in score_on)
     scored = len(halves[0]) + len(halves[1]) if halves[0] and halves[1] else 0
     return (abstained, scored)

@@ -102,7 +102,7 @@ class BatchResult:
     duplicate_content: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     new_labels: list[str] = field(default_factory=list)
-    #: Stored samples whose id matched a logged prediction (joined as its true label).
+    #: Records whose id matched a logged prediction (joined as its true label; stored or a duplicate).
     feedback: int = 0
 
 
@@ -292,6 +292,10 @@ def _write(
             result.duplicate_position += 1
         else:
             fresh.append(sample)
+    # A record whose id is a logged prediction's request id is the truth about that answer,
+    # joined even when its text and label are stored already (then it is not stored again).
+    feedback = join_feedback(session, {s.external_id: s.label for s in fresh if s.external_id})
+    result.feedback = len(feedback)
     if dedupe_content and fresh:
         known = stored_hashes(session, [s.content_hash for s in fresh])
         unique: list[NewSample] = []
@@ -304,9 +308,6 @@ def _write(
         fresh = unique
 
     if fresh:
-        # A record whose id is a logged prediction's request id is the truth about that answer.
-        feedback = join_feedback(session, {s.external_id: s.label for s in fresh if s.external_id})
-        result.feedback = len(feedback)
         labels, result.new_labels = _label_rows(session, sorted({s.label for s in fresh}))
         added: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         rows: list[tuple[Any, ...]] = []

@@ -200,6 +200,8 @@ class PredictionRecord(SQLModel, table=True):
     """
 
     __tablename__ = "prediction"
+    #: Live accuracy counts a version's joined answers: only those rows are read.
+    __table_args__ = (Index("ix_prediction_version_joined", "version", "true_label"),)
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(max_length=128, index=True)

@@ -41,7 +41,8 @@ class NewPrediction:
 class LiveAccuracy:
     """Of a version's logged answers, how many got a label later, and how many of those it got right.
 
-    An abstention counts as joined and not right: it did not give the answer.
+    An abstention counts as joined and not right (it did not give the answer), unless the
+    truth is the configured out-of-scope label.
     """
 
     joined: int
@@ -90,10 +91,14 @@ def join_feedback(session: Session, labels: Mapping[str, str]) -> set[str]:
     return matched
 
 
-def live_accuracy(session: Session, versions: Sequence[str] | None = None) -> dict[str, LiveAccuracy]:
-    """Per version, its joined answers and the right ones."""
-    query = (select(_TABLE.c.version, func.count(),
-                    func.sum(case((_TABLE.c.label == _TABLE.c.true_label, 1), else_=0)))
+def live_accuracy(session: Session, versions: Sequence[str] | None = None, *,
+                  oos_label: str | None = None) -> dict[str, LiveAccuracy]:
+    """Per version, its joined answers and the right ones. With ``oos_label``, an abstention
+    on a text whose truth is that label is right (it was out of scope)."""
+    right = _TABLE.c.label == _TABLE.c.true_label
+    if oos_label is not None:
+        right = right | (_TABLE.c.abstained.is_(True) & (_TABLE.c.true_label == oos_label))
+    query = (select(_TABLE.c.version, func.count(), func.sum(case((right, 1), else_=0)))
              .where(_TABLE.c.true_label.is_not(None)).group_by(_TABLE.c.version))
     if versions is not None:
         query = query.where(_TABLE.c.version.in_(list(versions)))

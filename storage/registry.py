@@ -40,6 +40,7 @@ __all__ = [
     "get_alias",
     "get_run",
     "get_version",
+    "latest_delivered_event",
     "mark_event_delivered",
     "undelivered_events",
     "last_run",
@@ -366,3 +367,9 @@ def mark_event_delivered(session: Session, decision_id: int) -> None:
         decision.event_sent_at = datetime.now(timezone.utc)
         session.add(decision)
         session.commit()
+
+
+def latest_delivered_event(session: Session) -> int | None:
+    """The id of the newest decision whose promotion event reached the broker."""
+    return session.execute(select(func.max(PromotionDecision.id))  # type: ignore[arg-type]
+                           .where(PromotionDecision.event_sent_at.is_not(None))).scalar_one()  # type: ignore[union-attr]

@@ -80,7 +80,7 @@ class ControlOperations:
                                training=self._training_status())
             serving = self.predictor.version
             if self.prediction_log is not None and serving is not None:
-                found = live_accuracy(session, [serving]).get(serving)
+                found = live_accuracy(session, [serving], oos_label=self.settings.evaluation.oos_label).get(serving)
                 view["live_accuracy"] = {"version": serving, "joined": found.joined if found else 0,
                                          "correct": found.correct if found else 0,
                                          "accuracy": found.accuracy if found else None}
@@ -113,7 +113,7 @@ class ControlOperations:
             if found is None:
                 return None
             view = model_view(session, found, detail=True)
-            live = live_accuracy(session, [version]).get(version)
+            live = live_accuracy(session, [version], oos_label=self.settings.evaluation.oos_label).get(version)
             view["live_accuracy"] = {"joined": live.joined if live else 0, "correct": live.correct if live else 0,
                                      "accuracy": live.accuracy if live else None}
             return view

@@ -42,7 +42,7 @@ class PredictionLog:
 
     def __init__(self, engine: Engine, metrics: Metrics, *, serving_version: Callable[[], str | None],
                  log_texts: bool = False, retention_days: int = 30, max_queue: int = 50_000,
-                 batch: int = 1000, flush_every_s: float = 0.5) -> None:
+                 batch: int = 1000, flush_every_s: float = 0.5, oos_label: str | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
         self.log_texts = log_texts
@@ -50,6 +50,8 @@ class PredictionLog:
         self.batch = batch
         self.flush_every_s = flush_every_s
         self._serving_version = serving_version
+        #: An abstention on a text labelled this later was right (``evaluation.oos_label``).
+        self.oos_label = oos_label
         self._queue: deque[NewPrediction] = deque()
         self._max_queue = max_queue
         self._lock = threading.Lock()
@@ -121,16 +123,20 @@ class PredictionLog:
                 self.refresh_live_accuracy()
         self.flush()
 
-    def prune(self) -> int:
-        """Delete predictions older than the retention, a batch per transaction; returns how many."""
+    def prune(self, max_batches: int = 20) -> int:
+        """Delete predictions older than the retention, a batch per transaction and at most
+        ``max_batches`` per pass (a backlog goes over several passes, with flushes between);
+        returns how many."""
         removed = 0
         try:
             with Session(self.engine) as session:
-                while True:
+                for _ in range(max_batches):
                     n = prune_predictions(session, older_than=utcnow() - self.retention, batch=self.batch)
                     removed += n
                     if n < self.batch:
                         break
+                else:
+                    self._next_prune = time.monotonic() + 10 * self.flush_every_s  # more left: soon again
         except Exception as exc:  # noqa: BLE001 - retried at the next prune
             logger.warning("prediction log: pruning failed: %s", type(exc).__name__)
         if removed:
@@ -144,7 +150,7 @@ class PredictionLog:
             return
         try:
             with Session(self.engine) as session:
-                found = live_accuracy(session, [version]).get(version)
+                found = live_accuracy(session, [version], oos_label=self.oos_label).get(version)
         except Exception as exc:  # noqa: BLE001 - the gauge keeps its last value
             logger.warning("prediction log: live accuracy not read: %s", type(exc).__name__)
             return

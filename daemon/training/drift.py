@@ -117,7 +117,8 @@ class EmbeddingDrift:
 
     @property
     def state(self) -> str:
-        if self.reference is None or len(self.reference) < 2 or self.p_value is None:
+        reference = self.reference  # read once: the drift thread may reset it meanwhile
+        if reference is None or len(reference) < 2 or self.p_value is None:
             return INSUFFICIENT
         return "drift" if self.detected else "stable"
 
@@ -156,8 +157,9 @@ class EmbeddingDrift:
         self.p_value = None
 
     def view(self) -> dict[str, Any]:
+        reference = self.reference
         return {"state": self.state, "samples": self.samples, "window": self.window,
-                "reference": len(self.reference) if self.reference is not None else 0,
+                "reference": len(reference) if reference is not None else 0,
                 "p_value": None if self.p_value is None else round(self.p_value, 6)}
 
 

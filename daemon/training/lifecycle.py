@@ -150,7 +150,16 @@ class Lifecycle:
             return
         with Session(self.engine) as session:
             missed = registry.undelivered_events(session)
+            latest = registry.latest_delivered_event(session)
         for decision in missed:
+            if latest is not None and decision.id is not None and decision.id < latest:
+                # A later move of production was announced already: this one would tell
+                # consumers that production is what it no longer is.
+                with Session(self.engine) as session:
+                    registry.mark_event_delivered(session, decision.id)
+                logger.warning("promotion event of decision %d (%s %s) was never delivered and is superseded by "
+                               "a later one; not sent", decision.id, decision.outcome, decision.candidate)
+                continue
             try:
                 manifest = self.store.read_manifest(decision.candidate)
             except ArtifactError:
@@ -526,7 +535,8 @@ class Lifecycle:
         return self._event(record, manifest)
 
     def _event(self, record: PromotionDecision, manifest: Manifest | None) -> dict[str, Any]:
-        """The promotion event of ``record``; ``decision_id`` lets consumers drop a redelivery."""
+        """The promotion event of ``record``; ``decision_id`` lets consumers drop a redelivery,
+        ``time`` is when production moved (a redelivery says when it happened, not when sent)."""
         return {
             "type": "promotion",
             "decision_id": record.id,
@@ -540,7 +550,7 @@ class Lifecycle:
             "metrics": {k: v for k, v in manifest.metrics.items() if k != "gate"} if manifest else {},
             "artifact": str(self.store.path_for(record.candidate)),
             "checksum": manifest.checksum if manifest else None,
-            "time": datetime.now(timezone.utc).isoformat(),
+            "time": _as_utc(record.created_at).isoformat(),
         }
 
     def _event_delivered(self, event: dict[str, Any]) -> None:
@@ -569,3 +579,8 @@ class Lifecycle:
         """Deliver the promotion events still queued (bounded), then close the publisher."""
         if self.events is not None:
             self.events.close()
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive (they were stored in UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -37,6 +37,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_prediction_request_id'), 'prediction', ['request_id'], unique=False)
     op.create_index(op.f('ix_prediction_created_at'), 'prediction', ['created_at'], unique=False)
+    op.create_index('ix_prediction_version_joined', 'prediction', ['version', 'true_label'], unique=False)
     op.add_column('sample', sa.Column('feedback', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
@@ -46,6 +47,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == 'sqlite':  # the batch rebuilt the table without 0004's expression index
         content_key = sa.func.substr(sa.column('content_hash'), sa.literal_column('1'), sa.literal_column('16'))
         op.create_index('ix_sample_content_key', 'sample', [content_key], unique=False)
+    op.drop_index('ix_prediction_version_joined', table_name='prediction')
     op.drop_index(op.f('ix_prediction_created_at'), table_name='prediction')
     op.drop_index(op.f('ix_prediction_request_id'), table_name='prediction')
     op.drop_table('prediction')

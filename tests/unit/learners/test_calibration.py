@@ -89,6 +89,16 @@ class TestThreshold:
         assert 0.0 < abstained / scored < 0.15
         assert cross_fitted_abstain_rate(rows[:1], ys[:1], in_scope_abstain=0.05) == (0, 0)
 
+    def test_cross_fitting_uses_the_rule_the_full_set_gets(self) -> None:
+        # 30 out-of-scope samples: Youden's J on the full set, so on each half of 15 too
+        # (alone a half would fall back to the quantile rule and measure something else).
+        rows, ys = _peaked(400, 8, margin=4.0, noise=1.0, seed=8)
+        oos = [[random.Random(100 + i).gauss(0, 1.0) for _ in range(8)] for i in range(30)]
+        full = fit_calibration(rows, ys, in_scope_abstain=0.10, oos_logits=oos)
+        half = fit_calibration(rows[0::2], ys[0::2], in_scope_abstain=0.10, oos_logits=oos[0::2], min_oos=1)
+        quantile = fit_calibration(rows[0::2], ys[0::2], in_scope_abstain=0.10, oos_logits=oos[0::2])
+        assert full.n_out_of_scope == 30 and half.threshold != quantile.threshold
+
 
 class TestAuroc:
     def test_perfect_random_and_reversed_separation(self) -> None:

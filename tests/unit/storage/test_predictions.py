@@ -36,6 +36,13 @@ def test_feedback_joins_once_and_live_accuracy_counts_abstentions_as_wrong(tmp_p
         assert set(found) == {"v1"} and (found["v1"].joined, found["v1"].correct) == (3, 1)
         assert found["v1"].accuracy == 1 / 3
         assert live_accuracy(session, ["v2"]) == {}
+        # An abstention on a text that turns out out of scope was the right answer.
+        record_predictions(session, [_row("e", "v3", None, abstained=True), _row("f", "v3", "x")])
+        join_feedback(session, {"e": "oos", "f": "oos"})
+        session.commit()
+        assert live_accuracy(session, ["v3"], oos_label="oos")["v3"] == live_accuracy(session, ["v3"])["v3"].__class__(
+            joined=2, correct=1)
+        assert live_accuracy(session, ["v3"])["v3"].correct == 0
     engine.dispose()
 
 
@@ -52,4 +59,26 @@ def test_pruning_deletes_exactly_the_old_rows_in_bounded_batches(tmp_path: Path)
         left = session.execute(select(table.c.request_id).order_by(table.c.id)).scalars().all()
         assert left == ["r5", "r6"]
         assert session.execute(select(func.count()).select_from(table)).scalar_one() == 2
+    engine.dispose()
+
+
+def test_feedback_that_repeats_a_stored_text_is_joined_though_not_stored_again(tmp_path: Path) -> None:
+    from storage.ingest_store import NewSample, PartitionPosition, write_ingest_batch
+    from storage.models import Sample
+    from storage.split import HeldOutPolicy
+
+    engine = _engine(tmp_path)
+    policy = HeldOutPolicy(fraction=0.0, min_per_label=10)
+    with Session(engine) as session:
+        first = NewSample(topic="t", partition=0, offset=0, text="hello", label="greet", content_hash="h")
+        write_ingest_batch(session, samples=[first], dead_letters=[], positions=[PartitionPosition("t", 0, 1, 1)],
+                           policy=policy, dedupe_content=True)
+        record_predictions(session, [_row("req-1", "v1", "greet")])
+        again = NewSample(topic="t", partition=0, offset=1, text="hello", label="greet", content_hash="h",
+                          external_id="req-1")
+        result = write_ingest_batch(session, samples=[again], dead_letters=[],
+                                    positions=[PartitionPosition("t", 0, 2, 2)], policy=policy, dedupe_content=True)
+        assert (result.stored, result.duplicate_content, result.feedback) == (0, 1, 1)
+        assert live_accuracy(session)["v1"].correct == 1
+        assert session.execute(select(func.count()).select_from(Sample)).scalar_one() == 1
     engine.dispose()

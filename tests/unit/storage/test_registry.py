@@ -210,4 +210,5 @@ class TestEventOutbox:
         registry.mark_event_delivered(session, second.id)
         registry.mark_event_delivered(session, second.id)  # twice is harmless
         assert [d.id for d in registry.undelivered_events(session)] == [first.id, back.id]
+        assert registry.latest_delivered_event(session) == second.id  # first's event is superseded by it
         registry.mark_event_delivered(session, 10_000)  # unknown id: nothing to mark
