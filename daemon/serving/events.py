@@ -16,7 +16,10 @@ from kafka.errors import KafkaError
 from daemon.config import KafkaSettings
 from daemon.errors import DaemonError
 
-__all__ = ["EventPublisher", "KafkaEventPublisher", "OrderedEvents", "PublishError"]
+__all__ = ["PRODUCTION_KEY", "EventPublisher", "KafkaEventPublisher", "OrderedEvents", "PublishError"]
+
+#: The key of every promotion event (see KafkaEventPublisher.publish).
+PRODUCTION_KEY = b"production"
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,9 @@ class KafkaEventPublisher:
                     bootstrap_servers=self.kafka.bootstrap_servers, client_id=f"{self.kafka.client_id}-events",
                     bootstrap_timeout_ms=wait_ms, max_block_ms=wait_ms, **self.kafka.client_security_options(),
                 )
-            future = self._producer.send(self.topic, key=str(event.get("version", "")).encode(),
+            # One key for every event: they all land on one partition, so a consumer reads
+            # production's moves in the order they happened even on a multi-partition topic.
+            future = self._producer.send(self.topic, key=PRODUCTION_KEY,
                                          value=json.dumps(event, sort_keys=True).encode("utf-8"))
             future.get(timeout=self.timeout_s)
         except KafkaError as exc:

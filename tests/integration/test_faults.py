@@ -258,14 +258,19 @@ def _promotion_events(deployment: Deployment) -> list[dict[str, Any]]:
     consumer = KafkaConsumer(bootstrap_servers=deployment.broker.bootstrap_servers, enable_auto_commit=False,
                              consumer_timeout_ms=3000)
     try:
-        partition = TopicPartition("lifelong.promotions", 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        events = [json.loads(message.value) for message in consumer]
+        partitions = [TopicPartition("lifelong.promotions", p)
+                      for p in sorted(consumer.partitions_for_topic("lifelong.promotions") or {0})]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        messages = list(consumer)
+        assert {m.key for m in messages if json.loads(m.value).get("artifact", "").startswith(str(deployment.data_dir))} \
+            <= {b"production"}, "every event on one key, so on one partition, in order"
+        events = [json.loads(message.value) for message in messages]
     finally:
         consumer.close()
     own = str(deployment.data_dir)
-    return [e for e in events if str(e.get("artifact", "")).startswith(own)]
+    return sorted((e for e in events if str(e.get("artifact", "")).startswith(own)),
+                  key=lambda e: e.get("decision_id") or 0)
 
 
 class TestKilledDuringTraining:
