@@ -3,6 +3,7 @@
 - ``daemon.ingest``: input contract, Kafka consumer, embedded broker, producer helpers.
 - ``daemon.training``: triggers, single-flight retrain, lease, evaluation, gate, lifecycle.
 - ``daemon.serving``: the hot-swapped production model and promotion events.
+- ``daemon.governance``: retention of stored data (PII redaction is ingest's, at validation).
 - ``daemon.control``: HTTP API, CLI and its client, the control-plane operations.
 
 At the top sit what every concern shares (``config``, ``metrics``, ``errors``, ``logs``,

@@ -202,6 +202,12 @@ class IngestSettings(_Section):
     heldout_min_per_label: int = Field(default=10, ge=1)
     retry_backoff_initial_s: float = Field(default=0.5, gt=0)
     retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    #: Samples and dead letters stored longer ago than this are deleted (and logged answers
+    #: are kept no longer than this either); unset keeps them for ever.
+    retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    #: Rows per retention transaction, and how often the retention pass runs.
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+    retention_every_s: float = Field(default=3600.0, ge=1)
 
 
 class BufferSettings(_Section):

@@ -19,10 +19,13 @@ from prometheus_client.process_collector import ProcessCollector
 
 __all__ = [
     "DEAD_LETTER_REASONS",
+    "DELETED_KINDS",
+    "DELETION_CAUSES",
     "DRIFT_DETECTORS",
     "DUPLICATE_KINDS",
     "EVAL_SETS",
     "MODEL_ROLES",
+    "PII_ENTITIES",
     "PREDICT_RESULTS",
     "PROMOTION_KINDS",
     "RUN_OUTCOMES",
@@ -46,12 +49,17 @@ DUPLICATE_KINDS = ("position", "content")
 #: train on (skipped), an error (failed) or a stop/operator cancellation (cancelled).
 RUN_OUTCOMES = ("promoted", "rejected", "skipped", "failed", "cancelled")
 #: What asked for a retrain.
-TRIGGER_REASONS = ("schedule", "volume", "manual", "drift")
+TRIGGER_REASONS = ("schedule", "volume", "manual", "drift", "rebuild")
 #: What a trigger did: started a run, joined the active one, was deferred by the minimum
 #: gap between runs, or was refused (this daemon does not hold the training lease).
 TRIGGER_RESULTS = ("started", "joined", "deferred", "refused")
 #: The drift detectors (see daemon.training.drift, which keeps its own list equal).
 DRIFT_DETECTORS = ("low_confidence", "label_mix", "embedding")
+#: What a deletion removed, and why (an operator's forget request, or ingest.retention_days).
+DELETED_KINDS = ("sample", "dead_letter", "prediction")
+DELETION_CAUSES = ("forget", "retention")
+#: PII entity types redaction replaces (see daemon.ingest.redaction, which keeps its own list equal).
+PII_ENTITIES = ("email", "phone", "card", "iban", "ip")
 #: Held-out evaluation sets (see daemon.training.evaluation).
 EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
 #: Whose evaluation a quality gauge holds.
@@ -321,12 +329,47 @@ class Metrics:
             registry=r,
         )
 
+        # ---------------------------------------------------------------- data governance
+        self.data_deleted = Counter(
+            "lifelong_data_deleted",
+            "Rows deleted, by kind (sample, dead_letter, prediction) and cause (forget: an operator's request; "
+            "retention: older than ingest.retention_days).",
+            ["kind", "cause"], registry=r,
+        )
+        self.forget_requests = Counter(
+            "lifelong_forget_requests", "Forget requests carried out (lifelong data forget, DELETE /v1/samples).",
+            registry=r,
+        )
+        self.database_rows = Gauge(
+            "lifelong_database_rows", "Rows in the tables retention shrinks (sample, dead_letter, prediction).",
+            ["table"], registry=r,
+        )
+        self.database_bytes = Gauge(
+            "lifelong_database_bytes",
+            "Size of the database on disk (SQLite: the file and its WAL; PostgreSQL: pg_database_size).",
+            registry=r,
+        )
+        self.production_forgotten = Gauge(
+            "lifelong_production_forgotten_samples",
+            "Forgotten training samples the serving version learned from; a rebuild (--retrain-clean) resets it.",
+            registry=r,
+        )
+        self.pii_redacted = Counter(
+            "lifelong_pii_redacted", "PII spans replaced by a placeholder before storage, by entity type.",
+            ["entity"], registry=r,
+        )
+
         # ---------------------------------------------------------------- process
         self.build_info = Gauge(
             "lifelong_build_info", "Always 1; the label says which lifelong version this process runs.", ["version"],
             registry=r,
         )
 
+        for kind in DELETED_KINDS:
+            for cause in DELETION_CAUSES:
+                self.data_deleted.labels(kind=kind, cause=cause)
+        for entity in PII_ENTITIES:
+            self.pii_redacted.labels(entity=entity)
         for outcome in RUN_OUTCOMES:
             self.training_runs.labels(outcome=outcome)
         for reason in TRIGGER_REASONS:
@@ -390,6 +433,13 @@ class Metrics:
         area = (summary.get("out_of_scope") or {}).get("auroc")
         if area is not None:
             self.evaluation_oos_auroc.set(float(area))
+
+    def count_deletion(self, report: Any, *, cause: str) -> None:
+        """Count what a ``storage.deletion.DeletionReport`` removed."""
+        for kind, n in (("sample", report.samples), ("dead_letter", report.dead_letters),
+                        ("prediction", report.predictions)):
+            if n:
+                self.data_deleted.labels(kind=kind, cause=cause).inc(n)
 
     def set_live_accuracy(self, joined: int, accuracy: float | None) -> None:
         """The serving version's live accuracy, from the prediction log's joins."""

@@ -26,6 +26,7 @@ from daemon.config import KafkaSettings, Settings
 from daemon.control.api import Readiness, create_app
 from daemon.control.plane import ControlOperations
 from daemon.file_safety import PRIVATE_DIR, permission_warnings
+from daemon.governance.retention import RetentionJob
 from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
@@ -108,6 +109,8 @@ class Daemon:
         self.drift: DriftMonitor | None = None
         #: Answers of /v1/predict on their way to the database (serving.log_predictions).
         self.prediction_log: PredictionLog | None = None
+        #: The retention pass (ingest.retention_days), run by the scheduler on the trainer.
+        self.retention: RetentionJob | None = None
         #: The operations behind the control API, over the parts above.
         self.control: ControlOperations | None = None
 
@@ -289,6 +292,11 @@ class Daemon:
         scheduler = RetrainScheduler(triggers=triggers, lease=lease, follow_production=lifecycle.sync_serving,
                                      follow_every_s=s.serving.follow_production_s, drift=drift,
                                      drift_every_s=s.drift.check_s)
+        # One deleter per database: the daemon that holds the training lease.
+        self.retention = RetentionJob(engine, self.metrics, retention_days=s.ingest.retention_days,
+                                      batch=s.ingest.retention_batch, should_run=lambda: lease.held)
+        scheduler.every(s.ingest.retention_every_s, self.retention.run_once, job_id="retention",
+                        name="delete data older than ingest.retention_days")
         self.predictor, self.lifecycle, self.coordinator = predictor, lifecycle, coordinator
         self.lease, self.triggers, self.scheduler = lease, triggers, scheduler
         self.drift = drift
@@ -299,7 +307,8 @@ class Daemon:
 
             self.prediction_log = PredictionLog(engine, self.metrics, serving_version=lambda: predictor.version,
                                                 log_texts=s.serving.log_texts,
-                                                retention_days=s.serving.prediction_retention_days,
+                                                retention_days=min(s.serving.prediction_retention_days,
+                                                                   s.ingest.retention_days or 36_500),
                                                 oos_label=s.evaluation.oos_label).start()
         ingestor = self.ingestor
         self.control = ControlOperations(

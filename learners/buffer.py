@@ -325,6 +325,31 @@ class ReplayBuffer:
             len(fresh), len(self._members), self.capacity, len(self._candidates), self._seen,
         )
 
+    def forget(self, sample_ids: Iterable[int]) -> int:
+        """Remove samples that no longer exist (an owner asked to forget them, or retention
+        expired them); returns how many were candidates.
+
+        A removed candidate no longer counts as seen, so the invariant that a group's
+        candidates are everything it has seen below a threshold still holds, and its place
+        goes to the next reserve sample of its group. Ids that are not candidates were
+        dropped earlier; they stay in the seen counts (which only size the budget, by a
+        handful), because the buffer no longer knows their labels.
+        """
+        gone = [i for i in set(sample_ids) if i in self._candidates]
+        for sample_id in gone:
+            label = self._candidates.pop(sample_id)
+            del self._priorities[sample_id]
+            self._members.pop(sample_id, None)
+            self._label_seen[label] -= 1
+            if not self._label_seen[label]:
+                del self._label_seen[label]
+            self._seen -= 1
+        if gone:
+            if not self._seen:
+                self._high_water = None
+            self._rebalance()
+        return len(gone)
+
     def _priorities_of(self, sample_ids: Iterable[int]) -> list[int]:
         """Each id's priority: a keyed hash, not hash(), so it is the same in every process,
         Python version and platform."""

@@ -76,6 +76,9 @@ class TrainingSpec:
     #: On a small machine shared with ingestion, fewer threads than cores avoids the
     #: collapse that oversubscribed intra-op threads suffer when another process is busy.
     torch_threads: int | None = None
+    #: Sample ids deleted since the parent's buffer chose them; they leave the buffer
+    #: before this run adds to it (``ReplayBuffer.forget``).
+    forget_ids: Sequence[int] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,9 @@ def train_candidate(
                        spec.min_samples_per_label, flagged)
     buffer = (ReplayBuffer.from_state(parent.buffer_state, config=spec.buffer)
               if parent.buffer_state else ReplayBuffer(spec.buffer))
+    if spec.forget_ids:
+        dropped = buffer.forget(spec.forget_ids)
+        logger.info("replay buffer: %d deleted samples removed", dropped)
     if not spec.train:
         return TrainingResult(
             status="skipped", output_dir=None, labels=parent_labels, new_labels=[], flagged_labels={},

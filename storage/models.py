@@ -29,6 +29,7 @@ __all__ = [
     "CONTENT_KEY_CHARS",
     "Alias",
     "ConsumerOffset",
+    "DataDeletion",
     "DeadLetter",
     "Evaluation",
     "Label",
@@ -188,6 +189,35 @@ class ModelVersion(SQLModel, table=True):
     artifact_path: str = Field(max_length=1000)
     checksum: str = Field(max_length=64)
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts_column()
+    #: Training samples this version's weights learned from (itself or through its
+    #: ancestors) that ``lifelong data forget`` has since removed. Non-zero means the model
+    #: may still reflect data its owners asked to forget; a clean rebuild resets it.
+    forgotten_samples: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+
+
+class DataDeletion(SQLModel, table=True):
+    """One deletion of stored data, for audit: a forget request, or a retention pass.
+
+    The deleted rows are gone; this row keeps who asked, why, by which criteria, and how
+    many rows of each kind went, so an operator can show that a request was carried out.
+    """
+
+    __tablename__ = "data_deletion"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: forget (an operator's request) or retention (``ingest.retention_days``)
+    cause: str = Field(max_length=16, index=True)
+    actor: str = Field(default="retention", max_length=200)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: {"ids": [...], "before": "...", "meta": {...}} as asked
+    criteria: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    samples: int = Field(default=0, sa_type=BigInteger)
+    heldout_samples: int = Field(default=0, sa_type=BigInteger)
+    predictions: int = Field(default=0, sa_type=BigInteger)
+    dead_letters: int = Field(default=0, sa_type=BigInteger)
+    #: Model versions whose weights learned from a deleted training sample.
+    versions_affected: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts_column()
 
 

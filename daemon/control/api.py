@@ -19,12 +19,13 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from daemon.control.request_guard import RequestGuard
 from daemon.errors import DaemonError
 from daemon.ingest.consumer import IngestHealth
 from daemon.metrics import Metrics
+from storage.deletion import ForgetCriteria
 
 __all__ = ["ControlPlane", "NotFound", "Readiness", "Refused", "Unavailable", "create_app"]
 
@@ -45,7 +46,10 @@ class ControlPlane(Protocol):
     def show_model(self, version: str) -> dict[str, Any] | None: ...
     def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]: ...
     def rollback(self, *, actor: str, reason: str | None) -> dict[str, Any]: ...
-    def retrain(self, *, requested_by: str | None) -> dict[str, Any]: ...
+    def retrain(self, *, requested_by: str | None, rebuild: bool = False) -> dict[str, Any]: ...
+    def forget(self, criteria: ForgetCriteria, *, actor: str, reason: str | None,
+               retrain_clean: bool = False) -> dict[str, Any]: ...
+    def deletions(self, limit: int) -> list[dict[str, Any]]: ...
     def list_runs(self, limit: int) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: int) -> dict[str, Any] | None: ...
     def predict(self, texts: list[str], ids: list[str] | None = None) -> dict[str, Any]: ...
@@ -97,6 +101,36 @@ class RollbackRequest(_Strict):
 
 class RetrainRequest(_Strict):
     requested_by: Text | None = Field(default=None, max_length=200)
+    #: Train from the base model on all remaining data instead of from production (e.g. after
+    #: a forget request, so that the next model never saw what was forgotten).
+    rebuild: bool = False
+
+
+#: Most ids one forget request may name (each one is looked up; more belong in several requests).
+MAX_FORGET_IDS = 10_000
+MetaKey = Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class ForgetRequest(_Strict):
+    """Which samples to delete; criteria given together must all match."""
+
+    ids: list[Annotated[Text, Field(min_length=1, max_length=1000)]] = Field(default_factory=list,
+                                                                             max_length=MAX_FORGET_IDS)
+    before: AwareDatetime | None = None
+    meta: dict[MetaKey, Annotated[Text, Field(max_length=1000)]] = Field(default_factory=dict, max_length=20)
+    reason: Text | None = Field(default=None, max_length=2000)
+    actor: Text = Field(default="operator", min_length=1, max_length=200)
+    #: Then rebuild from the base model on what remains (``POST /v1/retrain {"rebuild": true}``).
+    retrain_clean: bool = False
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> ForgetRequest:
+        if not (self.ids or self.before or self.meta):
+            raise ValueError("name what to forget: ids, before and/or meta (deleting everything is not a request)")
+        return self
+
+    def criteria(self) -> ForgetCriteria:
+        return ForgetCriteria(ids=tuple(self.ids), before=self.before, meta=tuple(sorted(self.meta.items())))
 
 
 #: Longest request id a predict call may carry (the prediction log's column).
@@ -212,7 +246,19 @@ def create_app(
 
     @app.post("/v1/retrain", status_code=202)
     def retrain(body: RetrainRequest | None = None) -> dict[str, Any]:
-        return control.retrain(requested_by=(body or RetrainRequest()).requested_by)
+        body = body or RetrainRequest()
+        return control.retrain(requested_by=body.requested_by, rebuild=body.rebuild)
+
+    @app.delete("/v1/samples")
+    def forget_samples(body: ForgetRequest) -> dict[str, Any]:
+        return control.forget(body.criteria(), actor=body.actor, reason=body.reason,
+                              retrain_clean=body.retrain_clean)
+
+    @app.get("/v1/deletions")
+    def deletions(limit: int = 50) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 1000:
+            raise HTTPException(status_code=422, detail="limit must be between 1 and 1000")
+        return control.deletions(limit)
 
     @app.get("/v1/runs")
     def runs(limit: int = 50) -> list[dict[str, Any]]:

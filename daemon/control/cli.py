@@ -56,6 +56,9 @@ runs_app = typer.Typer(help="Training runs: what started them, each step's outco
                        no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+data_app = typer.Typer(help="Stored data: forget samples on request, list deletions (via the daemon).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
@@ -422,40 +425,103 @@ def predict(ctx: typer.Context, texts: Annotated[list[str], typer.Argument(help=
 @app.command()
 def retrain(ctx: typer.Context,
             wait: Annotated[bool, typer.Option(help="Wait for the run to finish, showing progress.")] = False,
+            rebuild: Annotated[bool, typer.Option(
+                help="Train from the base model on all remaining data, not from production "
+                     "(a model that never saw forgotten samples).")] = False,
             url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
     """Start a retrain now (or get the one already running)."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        ticket = client.request("POST", "/v1/retrain", {"requested_by": "cli", "rebuild": rebuild})
+        _follow_run(client, ticket, wait=wait, as_json=as_json)
+
+
+def _follow_run(client: ControlClient, ticket: dict[str, Any], *, wait: bool, as_json: bool) -> None:
+    """Print a started run, or with ``wait`` show its progress until it ends."""
     import time
 
-    with _errors_as_one_line(), _client(ctx, url, token) as client:
-        ticket = client.request("POST", "/v1/retrain", {"requested_by": "cli"})
-        if not wait:
-            typer.echo(json.dumps(ticket) if as_json else
-                       f"run {ticket['run_id']} {'started' if ticket['started'] else 'already running'}")
-            return
-        from rich.progress import BarColumn, Progress, TextColumn
+    if not wait:
+        typer.echo(json.dumps(ticket) if as_json else
+                   f"run {ticket['run_id']} {'started' if ticket['started'] else 'already running'}")
+        return
+    from rich.progress import BarColumn, Progress, TextColumn
 
-        with Progress(TextColumn("run {task.fields[run]} {task.fields[phase]}"), BarColumn(),
-                      TextColumn("{task.fields[rate]}"), console=render.console, disable=as_json) as bar:
-            task = bar.add_task("retrain", total=None, run=ticket["run_id"], phase="starting", rate="")
-            while True:
-                run = client.request("GET", f"/v1/runs/{ticket['run_id']}")
-                if run["status"] != "running":
-                    break
-                progress = client.request("GET", "/v1/status").get("progress")
-                if progress:
-                    total = progress["epochs"] * progress["steps_per_epoch"]
-                    done = (progress["epoch"] - 1) * progress["steps_per_epoch"] + progress["step"]
-                    bar.update(task, total=total, completed=done, phase=f"epoch {progress['epoch']}/{progress['epochs']}",
-                               rate=f"{progress['examples_per_second']:.1f} ex/s")
-                else:
-                    bar.update(task, phase=(run["steps"][-1]["step"] + " done") if run["steps"] else "starting")
-                time.sleep(1.0)
+    with Progress(TextColumn("run {task.fields[run]} {task.fields[phase]}"), BarColumn(),
+                  TextColumn("{task.fields[rate]}"), console=render.console, disable=as_json) as bar:
+        task = bar.add_task("retrain", total=None, run=ticket["run_id"], phase="starting", rate="")
+        while True:
+            run = client.request("GET", f"/v1/runs/{ticket['run_id']}")
+            if run["status"] != "running":
+                break
+            progress = client.request("GET", "/v1/status").get("progress")
+            if progress:
+                total = progress["epochs"] * progress["steps_per_epoch"]
+                done = (progress["epoch"] - 1) * progress["steps_per_epoch"] + progress["step"]
+                bar.update(task, total=total, completed=done, phase=f"epoch {progress['epoch']}/{progress['epochs']}",
+                           rate=f"{progress['examples_per_second']:.1f} ex/s")
+            else:
+                bar.update(task, phase=(run["steps"][-1]["step"] + " done") if run["steps"] else "starting")
+            time.sleep(1.0)
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+    else:
+        render.run_line(run)
+    if run["status"] in ("failed", "cancelled"):
+        raise typer.Exit(1)
+
+
+@data_app.command("forget")
+def data_forget(
+    ctx: typer.Context,
+    ids: Annotated[list[str] | None, typer.Option("--id", help="A sample's (and logged answer's) id; repeatable.")] = None,
+    before: Annotated[str | None, typer.Option(help="Samples stored before this ISO-8601 time (UTC if no offset).")] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="key=value that the sample's meta must hold; repeatable.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the deletion record).")] = None,
+    actor: Annotated[str, typer.Option(help="Who asks.")] = "operator",
+    retrain_clean: Annotated[bool, typer.Option(
+        help="Then rebuild a model from the base model on what remains (it never saw the forgotten samples).")] = False,
+    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False,
+) -> None:
+    """Delete samples from storage and from every replay buffer (criteria given together must all match)."""
+    from datetime import datetime, timezone
+
+    with _errors_as_one_line():
+        pairs: dict[str, str] = {}
+        for item in meta or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"--meta takes key=value, got {item!r}")
+            pairs[key] = value
+        moment = None
+        if before is not None:
+            try:
+                moment = datetime.fromisoformat(before)
+            except ValueError:
+                raise typer.BadParameter(f"--before is not an ISO-8601 time: {before!r}") from None
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        if not (ids or moment or pairs):
+            raise typer.BadParameter("name what to forget: --id, --before and/or --meta")
+        body: dict[str, Any] = {"ids": ids or [], "meta": pairs, "actor": actor, "reason": reason,
+                                "retrain_clean": retrain_clean}
+        if moment is not None:
+            body["before"] = moment.isoformat()
+        with _client(ctx, url, token) as client:
+            result = client.request("DELETE", "/v1/samples", body)
         if as_json:
-            typer.echo(json.dumps(run, indent=2))
+            typer.echo(json.dumps(result, indent=2))
         else:
-            render.run_line(run)
-        if run["status"] in ("failed", "cancelled"):
-            raise typer.Exit(1)
+            render.forget_result(result)
+
+
+@data_app.command("deletions")
+def data_deletions(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+                   url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Forget requests and retention passes, newest first: who, why, what went."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        entries = client.request("GET", f"/v1/deletions?limit={limit}")
+        if as_json:
+            typer.echo(json.dumps(entries, indent=2))
+        else:
+            render.deletions_table(entries)
 
 
 # ---------------------------------------------------------------------- db / config

@@ -9,6 +9,7 @@ for types, so building it costs no torch import.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -19,10 +20,11 @@ from sqlmodel import Session
 
 from daemon.config import Settings
 from daemon.control.api import NotFound, Refused, Unavailable
-from daemon.control.views import model_view, run_view, status_view
+from daemon.control.views import deletion_view, model_view, run_view, status_view
 from daemon.ingest.consumer import IngestHealth
 from daemon.metrics import Metrics
 from storage import registry
+from storage.deletion import ForgetCriteria, UnknownIds, deletions, forget
 
 if TYPE_CHECKING:
     from daemon.serving.prediction_log import PredictionLog
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from daemon.training.scheduler import RetrainScheduler, Triggers
 
 __all__ = ["ControlOperations"]
+
+logger = logging.getLogger(__name__)
 
 
 class ControlOperations:
@@ -140,11 +144,41 @@ class ControlOperations:
         return {"production": record.candidate, "rolled_back_from": record.production_before,
                 "outcome": record.outcome}
 
-    def retrain(self, *, requested_by: str | None) -> dict[str, Any]:
-        outcome = self.triggers.fire("manual", requested_by=requested_by)
+    def retrain(self, *, requested_by: str | None, rebuild: bool = False) -> dict[str, Any]:
+        outcome = self.triggers.fire("rebuild" if rebuild else "manual", requested_by=requested_by)
         if outcome.run_id is None:
             raise Refused(f"retrain refused: {outcome.detail}")
-        return {"run_id": outcome.run_id, "started": outcome.result == "started"}
+        return {"run_id": outcome.run_id, "started": outcome.result == "started", "rebuild": rebuild}
+
+    def forget(self, criteria: ForgetCriteria, *, actor: str, reason: str | None,
+               retrain_clean: bool = False) -> dict[str, Any]:
+        """Carry out a forget request (one transaction); with ``retrain_clean``, then ask for a
+        rebuild from the base model on what remains."""
+        try:
+            with self._session() as session:
+                report = forget(session, criteria, actor=actor, reason=reason)
+        except UnknownIds as exc:
+            raise NotFound(str(exc)) from exc
+        self.metrics.forget_requests.inc()
+        self.metrics.count_deletion(report, cause="forget")
+        with self._session() as session:
+            production = registry.get_alias(session, registry.PRODUCTION)
+            version = registry.get_version(session, production) if production else None
+        if version is not None:
+            self.metrics.production_forgotten.set(version.forgotten_samples or 0)
+        logger.warning("forget request %s by %s: deleted %d samples (%d held out), %d logged answers; "
+                       "versions that learned from them: %s", report.deletion_id, actor, report.samples,
+                       report.heldout_samples, report.predictions, ", ".join(report.versions_affected) or "none")
+        out = report.to_dict()
+        out["production_learned_forgotten"] = bool(version is not None and version.name in report.versions_affected)
+        if retrain_clean:
+            out["rebuild"] = self.retrain(requested_by=f"forget request {report.deletion_id} ({actor})",
+                                          rebuild=True)
+        return out
+
+    def deletions(self, limit: int) -> list[dict[str, Any]]:
+        with self._session() as session:
+            return [deletion_view(entry) for entry in deletions(session, limit=limit)]
 
     def list_runs(self, limit: int) -> list[dict[str, Any]]:
         with self._session() as session:

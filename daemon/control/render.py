@@ -126,12 +126,40 @@ def daemon_status(reported: dict[str, Any]) -> None:
 
 def models_table(versions: list[dict[str, Any]]) -> None:
     table = Table("version", "parent", "strategy", "labels", "macro-F1 (all)", "accuracy (all)", "decision",
-                  "aliases")
+                  "aliases", "learned forgotten")
     for v in versions:
         all_set = (v.get("metrics") or {}).get("all") or {}
+        forgotten = v.get("forgotten_samples") or 0
         table.add_row(v["version"], v["parent"] or "-", v["strategy"], str(v["labels"]),
                       f"{all_set.get('macro_f1', float('nan')):.3f}", f"{all_set.get('accuracy', float('nan')):.3f}",
-                      v["decision"] or "-", ",".join(v["aliases"]))
+                      v["decision"] or "-", ",".join(v["aliases"]), f"[red]{forgotten}[/red]" if forgotten else "-")
+    console.print(table)
+    tainted = [v["version"] for v in versions if v.get("forgotten_samples")]
+    if tainted:
+        console.print(f"{len(tainted)} version(s) learned from samples since forgotten; "
+                      "`lifelong retrain --rebuild` trains one from the base model on what remains.")
+
+
+def forget_result(result: dict[str, Any]) -> None:
+    console.print(f"forget request {result['deletion_id']}: deleted {result['samples']} samples "
+                  f"({result['heldout_samples']} held out) and {result['predictions']} logged answers",
+                  markup=False, highlight=False)
+    if result["versions_affected"]:
+        console.print(f"versions that learned from them: {', '.join(result['versions_affected'])}"
+                      + (" (production among them)" if result.get("production_learned_forgotten") else ""),
+                      markup=False, highlight=False)
+    rebuild = result.get("rebuild")
+    if rebuild:
+        console.print(f"rebuild from the base model: run {rebuild['run_id']}", markup=False, highlight=False)
+
+
+def deletions_table(entries: list[dict[str, Any]]) -> None:
+    table = Table("id", "at", "cause", "actor", "criteria", "samples", "predictions", "dead letters",
+                  "versions affected", title="deletions")
+    for e in entries:
+        table.add_row(str(e["id"]), (e["at"] or "")[:19], e["cause"], escape(e["actor"]),
+                      escape(json.dumps(e["criteria"])[:80]), str(e["samples"]), str(e["predictions"]),
+                      str(e["dead_letters"]), ",".join(e["versions_affected"]) or "-")
     console.print(table)
 
 

@@ -8,10 +8,10 @@ from sqlmodel import Session
 
 from daemon.ingest.consumer import IngestHealth
 from storage import registry
-from storage.models import ModelVersion, TrainingRun
+from storage.models import DataDeletion, ModelVersion, TrainingRun
 from storage.stats import ingest_summary
 
-__all__ = ["model_view", "run_view", "status_view"]
+__all__ = ["deletion_view", "model_view", "run_view", "status_view"]
 
 
 def _ts(value: Any) -> str | None:
@@ -39,6 +39,7 @@ def model_view(session: Session, version: ModelVersion, *, detail: bool,
         "version": version.name, "parent": version.parent, "generation": version.generation,
         "strategy": version.strategy, "labels": len(version.labels), "data_watermark": version.data_watermark,
         "checksum": version.checksum, "created_at": _ts(version.created_at),
+        "forgotten_samples": version.forgotten_samples or 0,
         "aliases": [name for name, v in ((registry.PRODUCTION, production), (registry.PREVIOUS, previous))
                     if v == version.name],
         "metrics": (version.metrics.get("candidate") or {}),
@@ -54,6 +55,13 @@ def model_view(session: Session, version: ModelVersion, *, detail: bool,
                            "at": _ts(d.created_at)} for d in decisions],
         })
     return view
+
+
+def deletion_view(entry: DataDeletion) -> dict[str, Any]:
+    return {"id": entry.id, "cause": entry.cause, "actor": entry.actor, "reason": entry.reason,
+            "criteria": entry.criteria, "samples": entry.samples, "heldout_samples": entry.heldout_samples,
+            "predictions": entry.predictions, "dead_letters": entry.dead_letters,
+            "versions_affected": entry.versions_affected, "at": _ts(entry.created_at)}
 
 
 def status_view(session: Session, *, ingest: IngestHealth | None, serving: str | None, active_run: int | None,

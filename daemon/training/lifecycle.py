@@ -45,8 +45,9 @@ from learners.train import TrainingSpec
 from learners.worker import TrainingWorker, remove_partial_outputs
 from storage import registry
 from storage.artifacts import ArtifactError, ArtifactStore, Manifest
+from storage.deletion import forgets_since, missing_sample_ids
 from storage.errors import StoreUnavailable
-from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun
+from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun, utcnow
 from storage.samples import examples_by_ids, heldout_examples, recent_training_examples, training_examples
 
 __all__ = ["ActionRefused", "Lifecycle", "TrainerLease", "UnknownVersion"]
@@ -57,6 +58,9 @@ logger = logging.getLogger(__name__)
 #: end: an outage of minutes then ends the run recorded, and the next retrain can start,
 #: without restarting the daemon.
 RECORD_FAILURE_WITHIN_S = 600.0
+#: The trigger of a run that rebuilds from the base model on all remaining data
+#: (``POST /v1/retrain {"rebuild": true}``, ``lifelong data forget --retrain-clean``).
+REBUILD_TRIGGER = "rebuild"
 
 
 class ActionRefused(DaemonError):
@@ -233,24 +237,33 @@ class Lifecycle:
         candidate_dir = None
         try:
             started = time.perf_counter()
-            parent, train, replay, up_to = self._snapshot()
-            regressed, extra = self._regressed_replay(parent, replay, up_to)
+            with Session(self.engine) as session:
+                run = registry.get_run(session, run_id)
+                rebuild = run is not None and run.trigger == REBUILD_TRIGGER
+            snapshot_at = utcnow()
+            parent, train, replay, up_to, forget_ids = self._snapshot(rebuild=rebuild)
+            # A rebuild starts from the base model on everything that remains: its weights never
+            # saw a forgotten sample. Production (``parent``) is still what it must beat.
+            start = None if rebuild else parent
+            regressed, extra = ([], []) if rebuild else self._regressed_replay(parent, replay, up_to)
             replay = [*replay, *extra]
             with Session(self.engine) as session:
-                registry.set_run_fields(session, run_id=run_id, parent_version=parent.name if parent else None,
+                registry.set_run_fields(session, run_id=run_id, parent_version=start.name if start else None,
                                         train_examples=len(train), replay_examples=len(replay), data_up_to=up_to)
             clock.record("snapshot", started, train=len(train), replay=len(replay), up_to_sample=up_to,
-                         **({"regressed_labels": regressed, "regressed_replay": len(extra)} if regressed else {}))
+                         **({"regressed_labels": regressed, "regressed_replay": len(extra)} if regressed else {}),
+                         **({"rebuild": True} if rebuild else {}),
+                         **({"forgotten_in_buffer": len(forget_ids)} if forget_ids else {}))
             if not train:
                 return self._finish(run_id, "skipped", error_reason="no_new_data")
             if self._stopping():
                 return self._cancelled(run_id)
 
-            if parent is not None:
+            if start is not None:
                 try:  # the worker trains from these files: they must be the ones the registry recorded
-                    self.store.verify(parent.name, expected_checksum=parent.checksum)
+                    self.store.verify(start.name, expected_checksum=start.checksum)
                 except ArtifactError as exc:
-                    logger.error("run %d: parent %s fails verification: %s", run_id, parent.name, exc)
+                    logger.error("run %d: parent %s fails verification: %s", run_id, start.name, exc)
                     return self._finish(run_id, "failed", error_reason="parent_unverified", error=str(exc))
             with Session(self.engine) as session:
                 version = registry.next_version_name(session)
@@ -261,9 +274,9 @@ class Lifecycle:
             spec = TrainingSpec(
                 output_dir=candidate_dir, train=train, replay=replay, strategy=training.strategy,
                 buffer=training.buffer.to_config(),
-                parent_dir=self.store.path_for(parent.name) if parent else None,
+                parent_dir=self.store.path_for(start.name) if start else None,
                 base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
-                device=training.device, torch_threads=training.torch_threads,
+                device=training.device, torch_threads=training.torch_threads, forget_ids=sorted(forget_ids),
             )
             self._worker = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress,
                                           start_method=training.worker_start)
@@ -297,7 +310,8 @@ class Lifecycle:
 
             started = time.perf_counter()
             lineage = {
-                "parent": parent.name if parent else None,
+                "parent": start.name if start else None,
+                **({"rebuilt_while_serving": parent.name if parent else None} if rebuild else {}),
                 "strategy": training.strategy.name,
                 "hyperparameters": training.strategy.model_dump(),
                 "data_watermark": up_to,
@@ -310,8 +324,10 @@ class Lifecycle:
             manifest = self.store.publish(candidate_dir, version, lineage=lineage, metrics=metrics)
             candidate_dir = None
             with Session(self.engine) as session:
+                forgotten = (start.forgotten_samples if start else 0) + \
+                    self._forgotten_since(session, snapshot_at, [e.sample_id for e in train])
                 registry.record_version(session, ModelVersion(
-                    name=version, parent=parent.name if parent else None, run_id=run_id,
+                    name=version, parent=start.name if start else None, run_id=run_id, forgotten_samples=forgotten,
                     generation=result.generation, strategy=training.strategy.name,
                     hyperparameters=training.strategy.model_dump(), data_watermark=up_to, labels=result.labels,
                     buffer_members=result.buffer_members, buffer_state=result.buffer_state,
@@ -374,19 +390,36 @@ class Lifecycle:
         return self._finish(run_id, "cancelled", error_reason="cancelled",
                             error=f"cancelled before production could change ({reason})")
 
-    def _snapshot(self) -> tuple[ModelVersion | None, list[Example], list[Example], int]:
+    def _snapshot(self, *, rebuild: bool = False) -> tuple[ModelVersion | None, list[Example], list[Example], int,
+                                                           set[int]]:
+        """Production, the new training examples, the replayed ones, the data watermark, and
+        the ids in production's buffer that have been deleted since it chose them."""
+        forget_ids: set[int] = set()
         with Session(self.engine) as session:
             production = registry.get_alias(session, registry.PRODUCTION)
             parent = registry.get_version(session, production) if production else None
             up_to = int(session.execute(select(func.coalesce(func.max(Sample.id), 0))).scalar_one())
-            watermark = parent.data_watermark if parent else 0
+            watermark = parent.data_watermark if parent and not rebuild else 0
             train = [Example(*row) for row in training_examples(session, after_id=watermark, up_to_id=up_to)]
-            replay = [Example(*row) for row in examples_by_ids(session, parent.buffer_members)] if parent else []
+            replay = [Example(*row) for row in examples_by_ids(session, parent.buffer_members)] \
+                if parent and not rebuild else []
+            if parent is not None and not rebuild:
+                state = parent.buffer_state or {}
+                chosen = [int(pair[0]) for key in ("members", "reserve") for pair in state.get(key, [])]
+                forget_ids = missing_sample_ids(session, chosen)
         oos = self.settings.evaluation.oos_label
         if oos is not None:  # out-of-scope examples set the abstain threshold; they are never a class
             train = [e for e in train if e.label != oos]
             replay = [e for e in replay if e.label != oos]
-        return parent, train, replay, up_to
+        return parent, train, replay, up_to, forget_ids
+
+    @staticmethod
+    def _forgotten_since(session: Session, since: datetime, sample_ids: list[int]) -> int:
+        """How many of this run's training samples a forget request removed while it trained
+        (the request could not mark a version that did not exist yet)."""
+        if not sample_ids or not forgets_since(session, since):
+            return 0
+        return len(missing_sample_ids(session, sample_ids))
 
     def _regressed_replay(self, parent: ModelVersion | None, replay: list[Example],
                           up_to: int) -> tuple[list[str], list[Example]]:
@@ -563,6 +596,7 @@ class Lifecycle:
         self.metrics.set_production(version.name, strategy=version.strategy, labels=len(version.labels),
                                     buffer_samples=len(version.buffer_members), promoted_at=promoted_at,
                                     sets=(version.metrics or {}).get("candidate"))
+        self.metrics.production_forgotten.set(version.forgotten_samples or 0)
 
     def _announce(self, event: dict[str, Any]) -> None:
         """Queue the event; called under the production lock, so events keep production's order."""

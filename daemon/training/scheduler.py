@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,10 @@ class Triggers:
 
     def _decide(self, reason: str, requested_by: str | None) -> TriggerOutcome:
         active = self.coordinator.active_run
+        if active is not None and reason == "rebuild":
+            # Joining an incremental run would answer a rebuild with a model that still saw everything.
+            return TriggerOutcome(reason, "refused", None,
+                                  f"run {active} is in progress; ask for the rebuild again when it has ended")
         if active is not None:
             return TriggerOutcome(reason, "joined", active)
         if not self.lease.held:
@@ -94,7 +99,7 @@ class Triggers:
             return TriggerOutcome(reason, "refused", None,
                                   f"another daemon holds the training lease ({holder or 'unknown holder'}); "
                                   "it trains, this one serves")
-        if reason != "manual" and self.schedule.min_gap_s > 0:
+        if reason not in ("manual", "rebuild") and self.schedule.min_gap_s > 0:
             wait_s = self._gap_remaining_s()
             if wait_s > 0:
                 return TriggerOutcome(reason, "deferred", None,
@@ -168,14 +173,26 @@ class RetrainScheduler:
         self.follow_production = follow_production
         self.follow_every_s = follow_every_s
         schedule = triggers.schedule
+        self._periodic: list[tuple[str, str, float, Callable[[], object]]] = []
+        self._first_after_s = 10.0
         self._scheduler = BackgroundScheduler(
             timezone=schedule.timezone,
             job_defaults=JOB_DEFAULTS,
         )
 
+    def every(self, seconds: float, job: Callable[[], object], *, job_id: str, name: str,
+              first_after_s: float = 10.0) -> None:
+        """Run ``job`` every ``seconds`` (first ``first_after_s`` after start) besides the
+        retrain jobs, e.g. the retention pass; call before :meth:`start`."""
+        self._periodic.append((job_id, name, seconds, job))
+        self._first_after_s = first_after_s
+
     def start(self) -> None:
         schedule = self.triggers.schedule
         add = self._scheduler.add_job
+        for job_id, name, seconds, job in self._periodic:
+            add(job, IntervalTrigger(seconds=seconds), id=job_id, name=name,
+                next_run_time=datetime.now(self._scheduler.timezone) + timedelta(seconds=self._first_after_s))
         add(self.lease.tick, IntervalTrigger(seconds=self.lease.renew_every_s), id=_LEASE_JOB,
             name="renew the training lease")
         add(self._follow, IntervalTrigger(seconds=self.follow_every_s), id=_SERVING_JOB,

@@ -21,7 +21,8 @@ DAEMON = Path(__file__).resolve().parents[3] / "daemon"
 #: What every concern shares; these import no subpackage.
 SHARED = {"config", "metrics", "errors", "logs", "file_safety", "failpoints", "crontab"}
 #: The concern subpackages and what each may import besides the shared modules and itself.
-MAY_IMPORT = {"ingest": set(), "serving": set(), "training": {"serving"}, "control": {"ingest", "training", "serving"}}
+MAY_IMPORT = {"ingest": set(), "serving": set(), "training": {"serving"}, "governance": set(),
+              "control": {"ingest", "training", "serving", "governance"}}
 #: The command-line entry points: the only modules that start a daemon, so the only ones importing runtime.
 ENTRY_POINTS = {"__main__", "control.cli", "control.demo"}
 

@@ -509,3 +509,30 @@ class TestLargeUpdates:
         buffer.update(range(100_001, 200_001), labels)
         assert len(buffer) == 6000
         assert buffer.seen == 200_000
+
+
+# -- forgetting deleted samples ------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["class_balanced", "reservoir"])
+def test_forgotten_members_leave_and_reserve_samples_take_their_places(policy: str) -> None:
+    buffer = ReplayBuffer(BufferConfig(policy=policy, fraction=0.1, min_size=20, max_size=None))
+    buffer.update(range(1, 401), [i % 4 for i in range(1, 401)])
+    before = {m.sample_id for m in buffer.members}
+    gone = sorted(before)[:5]
+    assert buffer.forget([*gone, 10_000]) == 5  # an id it never had is ignored
+    after = {m.sample_id for m in buffer.members}
+    assert not after & set(gone)
+    assert len(after) == len(before)  # the reserve refilled the places
+    assert buffer.seen == 395  # the forgotten no longer count towards the budget
+    # What it persists is a valid state that continues the same buffer.
+    restored = ReplayBuffer.from_state(json.loads(json.dumps(buffer.to_state())))
+    assert restored.members == buffer.members
+
+
+def test_forgetting_every_sample_empties_the_buffer() -> None:
+    buffer = ReplayBuffer(BufferConfig(size=10))
+    buffer.update(range(1, 6), [0, 0, 1, 1, 1])
+    assert buffer.forget(range(1, 6)) == 5
+    assert (len(buffer), buffer.seen, buffer.high_water) == (0, 0, None)
+    assert ReplayBuffer.from_state(buffer.to_state()).members == []
