@@ -24,6 +24,7 @@ __all__ = [
     "DRIFT_DETECTORS",
     "DUPLICATE_KINDS",
     "EVAL_SETS",
+    "LABEL_CHANGES",
     "MODEL_ROLES",
     "PII_ENTITIES",
     "PREDICT_RESULTS",
@@ -64,9 +65,12 @@ PII_ENTITIES = ("email", "phone", "card", "iban", "ip")
 EVAL_SETS = ("all", "recent", "old_labels", "new_labels")
 #: Whose evaluation a quality gauge holds.
 MODEL_ROLES = ("production", "candidate")
-#: How production came to be: through the gate, forced by an operator, or an operator
-#: promoting a version the gate had approved.
-PROMOTION_KINDS = ("gate", "forced", "operator")
+#: How production came to be: through the gate, forced by an operator, an operator
+#: promoting a version the gate had approved, or a label change (rename, merge, retire)
+#: applied to production's head.
+PROMOTION_KINDS = ("gate", "forced", "operator", "relabel")
+#: Label administration steps.
+LABEL_CHANGES = ("rename", "merge", "retire")
 #: How a predict request ended (HTTP 200, 503 no model, 4xx rejected input).
 PREDICT_RESULTS = ("ok", "unavailable", "rejected")
 
@@ -354,6 +358,10 @@ class Metrics:
             "Forgotten training samples the serving version learned from; a rebuild (--retrain-clean) resets it.",
             registry=r,
         )
+        self.label_changes = Counter(
+            "lifelong_label_changes", "Label administration steps carried out (rename, merge, retire).", ["kind"],
+            registry=r,
+        )
         self.pii_redacted = Counter(
             "lifelong_pii_redacted", "PII spans replaced by a placeholder before storage, by entity type.",
             ["entity"], registry=r,
@@ -368,6 +376,8 @@ class Metrics:
         for kind in DELETED_KINDS:
             for cause in DELETION_CAUSES:
                 self.data_deleted.labels(kind=kind, cause=cause)
+        for kind in LABEL_CHANGES:
+            self.label_changes.labels(kind=kind)
         for entity in PII_ENTITIES:
             self.pii_redacted.labels(entity=entity)
         for outcome in RUN_OUTCOMES:
@@ -465,6 +475,8 @@ class Metrics:
             self.promotions.labels(kind="forced").inc()
         elif outcome == "promoted":
             self.promotions.labels(kind="gate" if actor == "gate" else "operator").inc()
+        elif outcome == "relabeled":
+            self.promotions.labels(kind="relabel").inc()
 
     def observe_run(self, *, status: str, outcome: str | None, seconds: float, finished_at: float) -> None:
         """A training run ended (status and outcome as recorded on the run)."""

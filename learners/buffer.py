@@ -350,6 +350,31 @@ class ReplayBuffer:
             self._rebalance()
         return len(gone)
 
+    def relabel(self, mapping: Mapping[int, int | None]) -> None:
+        """Follow a change of head rows: label ``old`` becomes ``mapping[old]`` (``None``: the
+        label is retired, its samples leave the buffer and the seen counts).
+
+        Merged labels pool their candidates, and the members are chosen again. Every label
+        the buffer knows must be in ``mapping``.
+        """
+        known = set(self._label_seen) | set(self._candidates.values())
+        if known - set(mapping):
+            raise ValueError(f"labels {sorted(known - set(mapping))} are not in the mapping")
+        label_seen: dict[int, int] = {}
+        for label, count in self._label_seen.items():
+            new = mapping[label]
+            if new is None:
+                self._seen -= count
+            else:
+                label_seen[new] = label_seen.get(new, 0) + count
+        self._label_seen = label_seen
+        candidates = {i: mapping[label] for i, label in self._candidates.items() if mapping[label] is not None}
+        self._priorities = {i: self._priorities[i] for i in candidates}
+        self._candidates = candidates  # type: ignore[assignment]
+        if not self._seen:
+            self._high_water = None
+        self._rebalance()
+
     def _priorities_of(self, sample_ids: Iterable[int]) -> list[int]:
         """Each id's priority: a keyed hash, not hash(), so it is the same in every process,
         Python version and platform."""

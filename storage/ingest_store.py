@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from storage import locking
 from storage.errors import StoreUnavailable
+from storage.labels import resolve_aliases
 from storage.models import (
     CONTENT_KEY_CHARS,
     ConsumerOffset,
@@ -33,7 +34,7 @@ from storage.models import (
     utcnow,
 )
 from storage.predictions import join_feedback
-from storage.split import HeldOutPolicy
+from storage.split import HeldOutPolicy, content_hash
 
 __all__ = [
     "BatchResult",
@@ -294,6 +295,12 @@ def _write(
             fresh.append(sample)
     # A record whose id is a logged prediction's request id is the truth about that answer,
     # joined even when its text and label are stored already (then it is not stored again).
+    renamed = resolve_aliases(session, sorted({s.label for s in fresh}))
+    if renamed:  # a name renamed or merged away: store under the label it became
+        for sample in fresh:
+            if sample.label in renamed:
+                sample.label = renamed[sample.label]
+                sample.content_hash = content_hash(sample.text, sample.label)
     feedback = join_feedback(session, {s.external_id: s.label for s in fresh if s.external_id})
     result.feedback = len(feedback)
     if dedupe_content and fresh:

@@ -33,6 +33,7 @@ __all__ = [
     "DeadLetter",
     "Evaluation",
     "Label",
+    "LabelChange",
     "ModelVersion",
     "PromotionDecision",
     "Sample",
@@ -64,6 +65,29 @@ class Label(SQLModel, table=True):
     sample_count: int = Field(default=0, sa_type=BigInteger)
     heldout_count: int = Field(default=0, sa_type=BigInteger)
     first_seen_at: datetime = _ts_column()
+    #: A name renamed or merged away: records that still carry it are stored under this label.
+    #: (A label id; no foreign key, which SQLite could only add by rebuilding the table.)
+    alias_of: int | None = Field(default=None)
+    #: Retired: no longer predicted or trained on; its samples stay, for audit.
+    retired_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class LabelChange(SQLModel, table=True):
+    """One label administration step (rename, merge, retire), who asked and why."""
+
+    __tablename__ = "label_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: rename, merge, retire
+    kind: str = Field(max_length=16)
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    target: str | None = Field(default=None, max_length=1000)
+    actor: str = Field(max_length=200)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    samples: int = Field(default=0, sa_type=BigInteger)
+    #: The version production became, its head changed the same way (None before any model).
+    version: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _ts_column()
 
 
 class Sample(SQLModel, table=True):

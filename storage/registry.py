@@ -222,8 +222,11 @@ def record_decision(session: Session, *, candidate: str, outcome: str, run_id: i
 
 def promote(session: Session, *, version: str, run_id: int | None = None, checks: Sequence[dict[str, Any]] = (),
             actor: str = "gate", reason: str | None = None, forced: bool = False,
-            lease_holder: str | None = None) -> PromotionDecision:
+            lease_holder: str | None = None, outcome: str | None = None) -> PromotionDecision:
     """Make ``version`` production (the old production becomes previous) and record why, atomically.
+
+    ``outcome`` overrides what is recorded (``relabeled``: production's head after a label
+    change, which no gate evaluates). Anything the caller added to ``session`` commits with it.
 
     With ``lease_holder`` (a gate promotion at the end of a training run) the same
     transaction first checks, with the lease row locked, that the holder still holds
@@ -249,10 +252,10 @@ def promote(session: Session, *, version: str, run_id: int | None = None, checks
     evaluated = session.execute(
         select(func.count()).select_from(Evaluation).where(Evaluation.version == version)  # type: ignore[arg-type]
     ).scalar_one()
-    if not evaluated:
+    if not evaluated and outcome != "relabeled":  # a relabeled head carries its parent's evaluation
         raise RegistryError(f"version {version} was never evaluated; it cannot be promoted")
     decision = PromotionDecision(run_id=run_id, candidate=version, production_before=current,
-                                 outcome="forced" if forced else "promoted", forced=forced, actor=actor,
+                                 outcome=outcome or ("forced" if forced else "promoted"), forced=forced, actor=actor,
                                  reason=reason, checks=list(checks))
     session.add(decision)
     _set_alias(session, PREVIOUS, current)

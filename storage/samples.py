@@ -23,7 +23,10 @@ class StoredExample(NamedTuple):
 
 
 def _select() -> object:
-    return select(Sample.id, Sample.text, Label.name).join(Label, Label.id == Sample.label_id)
+    """Samples with their label's name; a retired label's samples are kept but never trained
+    on, replayed or evaluated on, so every query here leaves them out."""
+    return (select(Sample.id, Sample.text, Label.name).join(Label, Label.id == Sample.label_id)
+            .where(Label.retired_at.is_(None)))  # type: ignore[union-attr]
 
 
 def training_examples(session: Session, *, after_id: int, up_to_id: int | None = None) -> list[StoredExample]:

@@ -50,6 +50,9 @@ class ControlPlane(Protocol):
     def forget(self, criteria: ForgetCriteria, *, actor: str, reason: str | None,
                retrain_clean: bool = False) -> dict[str, Any]: ...
     def deletions(self, limit: int) -> list[dict[str, Any]]: ...
+    def labels(self) -> list[dict[str, Any]]: ...
+    def change_labels(self, kind: str, *, sources: list[str], target: str | None, actor: str,
+                      reason: str | None) -> dict[str, Any]: ...
     def list_runs(self, limit: int) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: int) -> dict[str, Any] | None: ...
     def predict(self, texts: list[str], ids: list[str] | None = None) -> dict[str, Any]: ...
@@ -104,6 +107,28 @@ class RetrainRequest(_Strict):
     #: Train from the base model on all remaining data instead of from production (e.g. after
     #: a forget request, so that the next model never saw what was forgotten).
     rebuild: bool = False
+
+
+LabelName = Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class _LabelChangeRequest(_Strict):
+    reason: Text | None = Field(default=None, max_length=2000)
+    actor: Text = Field(default="operator", min_length=1, max_length=200)
+
+
+class RenameLabelRequest(_LabelChangeRequest):
+    label: LabelName
+    to: LabelName
+
+
+class MergeLabelsRequest(_LabelChangeRequest):
+    labels: list[LabelName] = Field(min_length=1, max_length=1000)
+    into: LabelName
+
+
+class RetireLabelRequest(_LabelChangeRequest):
+    label: LabelName
 
 
 #: Most ids one forget request may name (each one is looked up; more belong in several requests).
@@ -248,6 +273,25 @@ def create_app(
     def retrain(body: RetrainRequest | None = None) -> dict[str, Any]:
         body = body or RetrainRequest()
         return control.retrain(requested_by=body.requested_by, rebuild=body.rebuild)
+
+    @app.get("/v1/labels")
+    def labels() -> list[dict[str, Any]]:
+        return control.labels()
+
+    @app.post("/v1/labels/rename")
+    def rename_label(body: RenameLabelRequest) -> dict[str, Any]:
+        return control.change_labels("rename", sources=[body.label], target=body.to, actor=body.actor,
+                                     reason=body.reason)
+
+    @app.post("/v1/labels/merge")
+    def merge_labels(body: MergeLabelsRequest) -> dict[str, Any]:
+        return control.change_labels("merge", sources=body.labels, target=body.into, actor=body.actor,
+                                     reason=body.reason)
+
+    @app.post("/v1/labels/retire")
+    def retire_label(body: RetireLabelRequest) -> dict[str, Any]:
+        return control.change_labels("retire", sources=[body.label], target=None, actor=body.actor,
+                                     reason=body.reason)
 
     @app.delete("/v1/samples")
     def forget_samples(body: ForgetRequest) -> dict[str, Any]:

@@ -59,6 +59,9 @@ config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 data_app = typer.Typer(help="Stored data: forget samples on request, list deletions (via the daemon).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+labels_app = typer.Typer(help="Labels: list with counts and F1, rename, merge, retire (via the daemon).",
+                         no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
@@ -467,6 +470,62 @@ def _follow_run(client: ControlClient, ticket: dict[str, Any], *, wait: bool, as
         render.run_line(run)
     if run["status"] in ("failed", "cancelled"):
         raise typer.Exit(1)
+
+
+ReasonOption = Annotated[str | None, typer.Option(help="Why (kept with the change).")]
+ActorOption = Annotated[str, typer.Option(help="Who asks.")]
+
+
+@labels_app.command("list")
+def labels_list(ctx: typer.Context, url: UrlOption = None, token: TokenOption = None,
+                as_json: JsonOption = False) -> None:
+    """Every label: samples, held out, old names, retired, held-out F1 of production."""
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        labels = client.request("GET", "/v1/labels")
+        if as_json:
+            typer.echo(json.dumps(labels, indent=2))
+        else:
+            render.labels_table(labels)
+
+
+def _label_change(ctx: typer.Context, url: str | None, token: str | None, as_json: bool, path: str,
+                  body: dict[str, Any]) -> None:
+    with _errors_as_one_line(), _client(ctx, url, token) as client:
+        result = client.request("POST", path, body)
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        target = f" -> {result['target']}" if result["target"] else ""
+        typer.echo(f"{result['kind']} {', '.join(result['sources'])}{target}: {result['samples']} samples; "
+                   f"production is {result['production'] or 'none yet'}")
+
+
+@labels_app.command("rename")
+def labels_rename(ctx: typer.Context, label: str, new_name: str, reason: ReasonOption = None,
+                  actor: ActorOption = "operator", url: UrlOption = None, token: TokenOption = None,
+                  as_json: JsonOption = False) -> None:
+    """Rename LABEL to NEW_NAME (records still sent as LABEL are stored as NEW_NAME)."""
+    _label_change(ctx, url, token, as_json, "/v1/labels/rename",
+                  {"label": label, "to": new_name, "reason": reason, "actor": actor})
+
+
+@labels_app.command("merge")
+def labels_merge(ctx: typer.Context,
+                 labels: Annotated[list[str], typer.Argument(help="The labels to merge, then the target last.")],
+                 reason: ReasonOption = None, actor: ActorOption = "operator", url: UrlOption = None,
+                 token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Merge labels into the last one named (`merge A B C`: A and B into C, which may be new)."""
+    if len(labels) < 2:
+        raise typer.BadParameter("merge needs at least one label and the target: merge A B C")
+    _label_change(ctx, url, token, as_json, "/v1/labels/merge",
+                  {"labels": labels[:-1], "into": labels[-1], "reason": reason, "actor": actor})
+
+
+@labels_app.command("retire")
+def labels_retire(ctx: typer.Context, label: str, reason: ReasonOption = None, actor: ActorOption = "operator",
+                  url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Stop predicting and training LABEL; its samples stay stored, for audit."""
+    _label_change(ctx, url, token, as_json, "/v1/labels/retire", {"label": label, "reason": reason, "actor": actor})
 
 
 @data_app.command("forget")

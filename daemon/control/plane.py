@@ -25,6 +25,7 @@ from daemon.ingest.consumer import IngestHealth
 from daemon.metrics import Metrics
 from storage import registry
 from storage.deletion import ForgetCriteria, UnknownIds, deletions, forget
+from storage.labels import LabelChangeError, LabelPlan, label_summaries, plan_merge, plan_rename, plan_retire
 
 if TYPE_CHECKING:
     from daemon.serving.prediction_log import PredictionLog
@@ -175,6 +176,45 @@ class ControlOperations:
             out["rebuild"] = self.retrain(requested_by=f"forget request {report.deletion_id} ({actor})",
                                           rebuild=True)
         return out
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Every current label: counts, old names, retired, and F1 from production's latest evaluation
+        (or its nearest evaluated ancestor's, for a version that only relabeled its parent)."""
+        with self._session() as session:
+            version = registry.get_alias(session, registry.PRODUCTION)
+            scored = None
+            while version is not None and scored is None:
+                if registry.version_evaluations(session, version):
+                    scored = version
+                    break
+                found = registry.get_version(session, version)
+                version = found.parent if found else None
+            return [dict(vars(summary)) for summary in label_summaries(session, version=scored)]
+
+    def change_labels(self, kind: str, *, sources: list[str], target: str | None, actor: str,
+                      reason: str | None) -> dict[str, Any]:
+        """Rename (one source to target), merge (sources into target) or retire (one source)."""
+        from daemon.training.lifecycle import ActionRefused
+
+        active = self.coordinator.active_run
+        if active is not None:
+            raise Refused(f"run {active} is training on the current labels; change them after it has ended")
+
+        def plan(session: Session) -> LabelPlan:
+            if kind == "rename":
+                return plan_rename(session, sources[0], target or "")
+            if kind == "merge":
+                return plan_merge(session, sources, target or "")
+            return plan_retire(session, sources[0])
+
+        try:
+            change = self.lifecycle.change_labels(plan, actor=actor, reason=reason)
+        except LabelChangeError as exc:
+            raise (NotFound(str(exc)) if "does not exist" in str(exc) else Refused(str(exc))) from exc
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from exc
+        return {"change_id": change.id, "kind": change.kind, "sources": change.sources, "target": change.target,
+                "samples": change.samples, "production": change.version or self.predictor.version}
 
     def deletions(self, limit: int) -> list[dict[str, Any]]:
         with self._session() as session:

@@ -140,6 +140,15 @@ def models_table(versions: list[dict[str, Any]]) -> None:
                       "`lifelong retrain --rebuild` trains one from the base model on what remains.")
 
 
+def labels_table(labels: list[dict[str, Any]]) -> None:
+    table = Table("label", "samples", "held out", "F1 (held out)", "old names", "retired", title="labels")
+    for label in labels:
+        f1 = "-" if label["f1"] is None else f"{label['f1']:.3f} (n={label['f1_support']})"
+        table.add_row(escape(label["name"]), str(label["samples"]), str(label["held_out"]), f1,
+                      escape(", ".join(label["aliases"])) or "-", "retired" if label["retired"] else "")
+    console.print(table)
+
+
 def forget_result(result: dict[str, Any]) -> None:
     console.print(f"forget request {result['deletion_id']}: deleted {result['samples']} samples "
                   f"({result['heldout_samples']} held out) and {result['predictions']} logged answers",

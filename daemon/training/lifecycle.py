@@ -47,7 +47,8 @@ from storage import registry
 from storage.artifacts import ArtifactError, ArtifactStore, Manifest
 from storage.deletion import forgets_since, missing_sample_ids
 from storage.errors import StoreUnavailable
-from storage.models import ModelVersion, PromotionDecision, Sample, TrainingRun, utcnow
+from storage.labels import LabelPlan, apply_plan, changes_since
+from storage.models import LabelChange, ModelVersion, PromotionDecision, Sample, TrainingRun, utcnow
 from storage.samples import examples_by_ids, heldout_examples, recent_training_examples, training_examples
 
 __all__ = ["ActionRefused", "Lifecycle", "TrainerLease", "UnknownVersion"]
@@ -304,6 +305,12 @@ class Lifecycle:
             if self._stopping():
                 return self._cancelled(run_id)
 
+            with Session(self.engine) as session:
+                relabeled = changes_since(session, snapshot_at)
+            if relabeled:
+                # The candidate's head has the names of the snapshot; publishing it would undo the change.
+                return self._finish(run_id, "cancelled", error_reason="labels_changed",
+                                    error=f"labels changed during the run ({relabeled}); retrain to train on them")
             started = time.perf_counter()
             decision = decide(outcome.gate_input(), self.settings.gate)
             clock.record("gate", started, promote=decision.promote, summary=decision.summary)
@@ -344,7 +351,7 @@ class Lifecycle:
             started = time.perf_counter()
             try:
                 outcome_name = self._apply(version, decision, run_id, new_labels=outcome.new_labels,
-                                           checksum=manifest.checksum)
+                                           checksum=manifest.checksum, snapshot_at=snapshot_at)
             except registry.LeaseLost as exc:
                 clock.record("decide", started, status="failed", reason="lease_lost")
                 self._cancel_reason = str(exc)
@@ -466,7 +473,8 @@ class Lifecycle:
                                oos_label=evaluation.oos_label,
                                production_calibration=Calibration.from_dict(recorded) if recorded else None)
 
-    def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str], checksum: str) -> str:
+    def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str], checksum: str,
+               snapshot_at: datetime | None = None) -> str:
         checks = decision.to_dict()["checks"]
         if not decision.promote:
             replays = "replay" in STRATEGY_COMPONENTS[self.settings.training.strategy.name]
@@ -479,6 +487,12 @@ class Lifecycle:
         prepared = self.predictor.prepare(version, checksum=checksum)
         with self._moving:
             with Session(self.engine) as session:
+                relabeled = changes_since(session, snapshot_at) if snapshot_at is not None else None
+                if relabeled:  # a label change won the race for production (change_labels holds this lock too)
+                    registry.record_decision(session, candidate=version, outcome="rejected", run_id=run_id,
+                                             checks=checks, reason=f"labels changed during the run ({relabeled}); "
+                                                                   "retrain to train on them")
+                    return "rejected"
                 record = registry.promote(session, version=version, run_id=run_id, checks=checks,
                                           reason=decision.summary,
                                           lease_holder=self.lease.holder if self.lease is not None else None)
@@ -554,6 +568,77 @@ class Lifecycle:
                 raise ActionRefused(str(exc)) from exc
             self._announce(self._went_live(prepared, record))
         return record
+
+    def change_labels(self, plan: Callable[[Session], LabelPlan], *, actor: str, reason: str | None) -> LabelChange:
+        """Rename, merge or retire labels: in the database, and in production's head at once.
+
+        When production predicts an affected label, a version derived from it with the head
+        changed the same way (``learners.relabel``, no training) is published and becomes
+        production in the same transaction as the label change (decision ``relabeled``), so
+        answers use the new names from the next request and the next candidate trains on
+        from that head. ``plan`` checks the change against the database first.
+
+        Raises
+        ------
+        LabelChangeError
+            The change cannot apply as asked (unknown label, target exists without merge...).
+        ActionRefused
+            Production's files fail verification; nothing changed.
+        """
+        from learners.relabel import relabel_classifier
+
+        with self._moving:
+            with Session(self.engine) as session:
+                checked = plan(session)
+                production = registry.get_alias(session, registry.PRODUCTION)
+                parent = registry.get_version(session, production) if production else None
+                version = registry.next_version_name(session) if parent is not None and \
+                    set(checked.mapping) & set(parent.labels) else None
+            prepared = result = manifest = None
+            if parent is not None and version is not None:
+                out = self.store.incoming_dir() / version
+                try:
+                    self.store.verify(parent.name, expected_checksum=parent.checksum)
+                    result = relabel_classifier(self.store.path_for(parent.name), out, checked.mapping,
+                                                slda_shrinkage=self.settings.training.strategy.slda_shrinkage)
+                    lineage = {"parent": parent.name, "strategy": parent.strategy,
+                               "data_watermark": parent.data_watermark, "generation": parent.generation,
+                               "relabel": {"kind": checked.kind, "mapping": checked.mapping}}
+                    manifest = self.store.publish(out, version, lineage=lineage, metrics=parent.metrics)
+                    prepared = self.predictor.prepare(version, checksum=manifest.checksum)
+                except (ArtifactError, LearnerError, ValueError) as exc:
+                    shutil.rmtree(out, ignore_errors=True)
+                    raise ActionRefused(f"production's head cannot follow the change: {exc}") from exc
+            with Session(self.engine) as session:
+                change = apply_plan(session, checked, actor=actor, reason=reason, version=version)
+                record = None
+                if parent is not None and version is not None and result is not None and manifest is not None:
+                    session.add(ModelVersion(
+                        name=version, parent=parent.name, generation=parent.generation, strategy=parent.strategy,
+                        hyperparameters=parent.hyperparameters, data_watermark=parent.data_watermark,
+                        labels=result.labels, buffer_members=result.buffer_members,
+                        buffer_state=result.buffer_state or {}, artifact_path=str(self.store.path_for(version)),
+                        checksum=manifest.checksum, metrics=parent.metrics,
+                        forgotten_samples=parent.forgotten_samples))
+                    session.flush()
+                    what = f"{checked.kind} {', '.join(checked.sources)}" + \
+                        (f" -> {checked.target}" if checked.target else "")
+                    try:
+                        record = registry.promote(session, version=version, actor=actor, forced=True,
+                                                  outcome="relabeled",
+                                                  reason=f"{what}" + (f": {reason}" if reason else ""))
+                    except registry.RegistryError as exc:
+                        raise ActionRefused(f"production could not follow the change: {exc}") from exc
+                else:
+                    session.commit()
+                session.refresh(change)
+            if prepared is not None and record is not None:
+                self._announce(self._went_live(prepared, record))
+        self.metrics.label_changes.labels(kind=checked.kind).inc()
+        logger.info("label %s of %s%s by %s%s", checked.kind, ", ".join(checked.sources),
+                    f" -> {checked.target}" if checked.target else "", actor,
+                    f"; production is now {version}" if version else "")
+        return change
 
     def _went_live(self, prepared: LoadedVersion, record: PromotionDecision) -> dict[str, Any]:
         """Serve the new production model; returns the event that tells the world (the DB already says so)."""
