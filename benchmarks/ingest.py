@@ -24,6 +24,7 @@ Run from the repository root::
     python -m benchmarks.ingest                      # defaults
     python -m benchmarks.ingest --records 50000 --memory-records 0   # quick look
     python -m benchmarks.ingest --memory-records 0 --profile /tmp/ingest.pstats   # + cProfile
+    python -m benchmarks.ingest --memory-records 0 --variant 'keep:relabeled_text="keep"'   # + another config
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import kafka.record.util
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text as sql_text
 
-from daemon.config import KafkaSettings, load_settings
+from daemon.config import ConfigError, KafkaSettings, load_settings
 from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.ingest.consumer import Ingestor
 from daemon.metrics import Metrics
@@ -216,13 +217,14 @@ def lifelong_ingest(
     timeout_s: float,
     on_progress: Callable[[int], None] | None = None,
     profile_path: Path | None = None,
+    ingest: dict[str, Any] | None = None,
 ) -> ReadResult:
     """Ingest every record of ``topic`` into a fresh SQLite file with lifelong's Ingestor."""
     # A fresh group id each time: with no stored offset lifelong starts from the group's
     # Kafka-committed offset, which an earlier round would have left at the end of the topic.
     group = f"bench-{uuid.uuid4().hex[:12]}"
     kafka = {"bootstrap_servers": [bootstrap], "topics": [topic], "group_id": group}
-    settings = load_settings(data_dir=data_dir, kafka=kafka)
+    settings = load_settings(data_dir=data_dir, kafka=kafka, ingest=ingest or {})
     engine = make_engine(settings.database_url)
     upgrade(engine)
     metrics = Metrics()
@@ -406,13 +408,29 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "ratio": ours.rate / bare.rate,
                 "ratio_after_first": ours.rate_after_first / bare.rate_after_first,
             }
-            rounds.append(row)
             print(
                 f"round {n}: bare {bare.rate:,.0f} rec/s ({bare.seconds:.2f}s, first record "
                 f"{bare.first_record_s:.2f}s) | lifelong {ours.rate:,.0f} rec/s ({ours.seconds:.2f}s, first record "
                 f"{ours.first_record_s:.2f}s) | ratio {row['ratio']:.2f}"
             )
+            for name, overrides in args.variant:
+                with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as data_dir:
+                    other = lifelong_ingest(bootstrap, topic, args.records, Path(data_dir), args.timeout,
+                                            ingest=overrides)
+                row.setdefault("variants", {})[name] = asdict(other) | {
+                    "rate": other.rate, "ratio": other.rate / bare.rate, "vs_default": other.rate / ours.rate}
+                print(f"round {n}: {name} {other.rate:,.0f} rec/s | ratio {other.rate / bare.rate:.2f} "
+                      f"| {other.rate / ours.rate:.2f}x the default settings")
+            rounds.append(row)
         figures["rounds"] = rounds
+        if args.variant:
+            figures["variants"] = {
+                name: {"ingest": overrides,
+                       "rate": statistics.median(r["variants"][name]["rate"] for r in rounds),
+                       "ratio": statistics.median(r["variants"][name]["ratio"] for r in rounds),
+                       "vs_default": statistics.median(r["variants"][name]["vs_default"] for r in rounds)}
+                for name, overrides in args.variant
+            }
         bare_rate = statistics.median(r["bare"]["rate"] for r in rounds)
         ours_rate = statistics.median(r["lifelong"]["rate"] for r in rounds)
         ratio = statistics.median(r["ratio"] for r in rounds)
@@ -426,6 +444,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         print(f"lifelong ingest:  {ours_rate:>10,.0f} rec/s  (median of {args.rounds})")
         print(f"ratio:            {ratio:>10.2f}  (target >= {RATIO_TARGET}) {verdict}")
         print(f"ratio after first record (connect latency excluded): {ratio_after_first:.2f}")
+        for name, variant in figures.get("variants", {}).items():
+            print(f"{name + ':':<18}{variant['rate']:>10,.0f} rec/s  ratio {variant['ratio']:.2f}, "
+                  f"{variant['vs_default']:.2f}x the default settings (medians of {args.rounds}; ingest {variant['ingest']})")
 
         if args.profile:
             # An extra ingest, not in the figures: cProfile slows the profiled thread several-fold.
@@ -454,6 +475,27 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def _variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:KEY=VALUE,...`` -> (name, ingest overrides); a value that is not JSON is taken as a string."""
+    name, sep, assignments = spec.partition(":")
+    if not sep or not name or not assignments:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+    overrides: dict[str, Any] = {}
+    for assignment in assignments.split(","):
+        key, eq, value = assignment.partition("=")
+        if not eq or not key:
+            raise argparse.ArgumentTypeError(f"{assignment!r} in {spec!r}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    try:
+        load_settings(ingest=overrides)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{spec!r}: {exc}") from None
+    return name, overrides
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -466,6 +508,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--timeout", type=float, default=60.0, help="seconds without progress before giving up (default: %(default)s)")
     add("--json", type=Path, help="also write the figures as JSON to this file")
     add("--profile", type=Path, help="after the rounds, cProfile one extra ingest's thread into this .pstats file")
+    add("--variant", type=_variant, action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="also ingest each round with these ingest settings (values as JSON), e.g. "
+             "'keep:relabeled_text=\"keep\"'; its rate is reported beside the default's (repeatable)")
     add("--check", action="store_true", help="exit with status 1 when a target is missed")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     # Internal: the memory phase's child process.

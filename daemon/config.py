@@ -197,6 +197,9 @@ class IngestSettings(_Section):
     dead_letter_raw_bytes: int = Field(default=4096, ge=0, le=1_000_000)
     #: Skip a record whose (text, label) was stored before, even at another offset.
     dedupe_content: bool = True
+    #: A text that arrives again with another label: ``supersede`` deletes the stored sample
+    #: (the newer label is the correction), ``keep`` stores both.
+    relabeled_text: Literal["supersede", "keep"] = "supersede"
     heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     #: A label that reaches this many samples with none held out gets its next one held out.
     heldout_min_per_label: int = Field(default=10, ge=1)

@@ -107,6 +107,11 @@ class Metrics:
             "Stored samples whose id matched a logged prediction: the label was joined to that answer.",
             registry=r,
         )
+        self.records_superseded = Counter(
+            "lifelong_ingest_superseded",
+            "Stored samples replaced because their text arrived again with another label "
+            "(ingest.relabeled_text: supersede).", registry=r,
+        )
         self.records_duplicate = Counter(
             "lifelong_ingest_records_duplicate",
             "Records skipped because they were already stored, by kind (position: same topic/partition/offset; "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -31,6 +31,7 @@ from storage.models import (
     Label,
     Sample,
     content_key,
+    text_key,
     utcnow,
 )
 from storage.predictions import join_feedback
@@ -105,6 +106,8 @@ class BatchResult:
     new_labels: list[str] = field(default_factory=list)
     #: Records whose id matched a logged prediction (joined as its true label; stored or a duplicate).
     feedback: int = 0
+    #: Stored samples deleted because the same text arrived again with another label.
+    superseded: int = 0
 
 
 def load_offsets(session: Session, *, topics: Iterable[str] | None = None) -> dict[tuple[str, int], int]:
@@ -203,7 +206,7 @@ _UNSET = object()
 
 #: Column order of the sample rows built per batch (tuples: no dict per record).
 _SAMPLE_COLUMNS = ("external_id", "text", "label_id", "topic", "partition", "offset", "content_hash", "held_out",
-                   "event_ts", "meta", "ingested_at", "feedback")
+                   "event_ts", "meta", "ingested_at", "feedback", "text_key")
 
 
 def _insert_rows(session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -245,6 +248,46 @@ def _insert_rows(session: Session, table: Any, columns: Sequence[str], rows: lis
     connection.exec_driver_sql(statement, rows)
 
 
+def _supersede(session: Session, result: BatchResult,
+               fresh: list[NewSample]) -> tuple[list[NewSample], list[str | None]]:
+    """Drop earlier same-text records of the batch, delete stored samples of the same text under
+    another label, and return the samples to store with their text keys."""
+    keys = [text_key(sample.text) for sample in fresh]
+    final: dict[tuple[str, str], str] = {}  # (key, text) -> the label of its last record in the batch
+    for sample, key in zip(fresh, keys, strict=True):
+        final[(key, sample.text)] = sample.label
+    keep = [i for i, (sample, key) in enumerate(zip(fresh, keys, strict=True))
+            if final[(key, sample.text)] == sample.label]
+    result.superseded += len(fresh) - len(keep)
+    fresh, keys = [fresh[i] for i in keep], [keys[i] for i in keep]
+    wanted = final
+    table = Sample.__table__
+    label_table = Label.__table__
+    stale: list[tuple[int, int, bool]] = []
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), _IN_CHUNK):
+        query = (select(table.c.id, table.c.text_key, table.c.text, table.c.label_id, table.c.held_out,
+                        label_table.c.name)
+                 .join(label_table, label_table.c.id == table.c.label_id)
+                 .where(table.c.text_key.in_(ordered[start: start + _IN_CHUNK])))
+        for sample_id, key, text, label_id, held_out, name in session.execute(query):
+            label = wanted.get((key, text))
+            if label is not None and label != name:
+                stale.append((sample_id, label_id, held_out))
+    if stale:
+        for start in range(0, len(stale), _IN_CHUNK):
+            chunk = [row[0] for row in stale[start: start + _IN_CHUNK]]
+            session.execute(delete(table).where(table.c.id.in_(chunk)))
+        per_label = Counter(row[1] for row in stale)
+        held = Counter(row[1] for row in stale if row[2])
+        for label_id, n in per_label.items():
+            session.execute(update(label_table).where(label_table.c.id == label_id).values(
+                sample_count=label_table.c.sample_count - n,
+                heldout_count=label_table.c.heldout_count - held.get(label_id, 0)))
+        result.superseded += len(stale)
+    return fresh, list(keys)
+
+
 def write_ingest_batch(
     session: Session,
     *,
@@ -253,8 +296,13 @@ def write_ingest_batch(
     positions: Sequence[PartitionPosition],
     policy: HeldOutPolicy,
     dedupe_content: bool,
+    supersede: bool = False,
 ) -> BatchResult:
     """Store a batch and advance the consumer positions in one transaction.
+
+    With ``supersede``, a text stored before under another label is deleted when it
+    arrives again (the newer label is the truth, not a contradiction to train on), and
+    within the batch the last record of a text wins.
 
     The caller owns nothing afterwards: on success everything is committed; on any
     database error nothing is, and :class:`StoreUnavailable` is raised so the caller
@@ -263,7 +311,7 @@ def write_ingest_batch(
     result = BatchResult()
     try:
         with session.begin():
-            _write(session, result, samples, dead_letters, positions, policy, dedupe_content)
+            _write(session, result, samples, dead_letters, positions, policy, dedupe_content, supersede)
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"ingest batch not stored: {exc.__class__.__name__}: {exc}") from exc
     return result
@@ -277,6 +325,7 @@ def _write(
     positions: Sequence[PartitionPosition],
     policy: HeldOutPolicy,
     dedupe_content: bool,
+    supersede: bool = False,
 ) -> None:
     # Another daemon of the group may store the same content at this moment: on SQLite what
     # is read below then still holds at the commit. PostgreSQL keeps daemons' batches
@@ -314,13 +363,19 @@ def _write(
                 unique.append(sample)
         fresh = unique
 
+    # Keys are stored even with supersede off, so that turning it on later covers every sample.
+    if supersede and fresh:
+        fresh, keys = _supersede(session, result, fresh)
+    else:
+        keys = [text_key(sample.text) for sample in fresh]
+
     if fresh:
         labels, result.new_labels = _label_rows(session, sorted({s.label for s in fresh}))
         added: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         rows: list[tuple[Any, ...]] = []
         now = utcnow()
         held_total = 0
-        for sample in fresh:
+        for sample, key in zip(fresh, keys, strict=True):
             label_id, total, held = labels[sample.label]
             held_out = policy.assign(sample.split_key, label_total=total, label_heldout=held)
             labels[sample.label][1] += 1
@@ -331,7 +386,7 @@ def _write(
             # In _SAMPLE_COLUMNS order.
             rows.append((sample.external_id, sample.text, label_id, sample.topic, sample.partition, sample.offset,
                          sample.content_hash, held_out, sample.event_ts, sample.meta, now,
-                         sample.external_id in feedback))
+                         sample.external_id in feedback, key))
         _insert_rows(session, Sample.__table__, _SAMPLE_COLUMNS, rows)
         label_table = Label.__table__
         # One executemany for all labels of the batch, not one statement per label.

@@ -6,6 +6,7 @@ Every change here needs an Alembic migration in ``storage/migrations/versions``;
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "TrainingLease",
     "TrainingRun",
     "content_key",
+    "text_key",
     "utcnow",
 ]
 
@@ -117,6 +119,9 @@ class Sample(SQLModel, table=True):
     ingested_at: datetime = _ts_column()
     #: Its ``id`` matched a logged prediction: the label is feedback on a served answer.
     feedback: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    #: First 16 hex characters of SHA-256 of the text alone, when ``ingest.relabeled_text`` is
+    #: ``supersede``: a re-sent text with another label finds the sample it replaces by it.
+    text_key: str | None = Field(default=None, max_length=16)
 
 
 #: Hex characters of the content hash that the dedupe index holds (64 bits).
@@ -136,6 +141,15 @@ def content_key(column: Any) -> ColumnElement[str]:
 
 
 Index("ix_sample_content_key", content_key(Sample.__table__.c.content_hash))  # type: ignore[attr-defined]
+#: Partial: with supersede off no row has a key, and the index costs ingestion nothing.
+Index("ix_sample_text_key", Sample.__table__.c.text_key,  # type: ignore[attr-defined]
+      sqlite_where=Sample.__table__.c.text_key.is_not(None),  # type: ignore[attr-defined]
+      postgresql_where=Sample.__table__.c.text_key.is_not(None))  # type: ignore[attr-defined]
+
+
+def text_key(text: str) -> str:
+    """The indexed key of a text alone (see ``Sample.text_key``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class DeadLetter(SQLModel, table=True):

@@ -362,6 +362,7 @@ class Ingestor:
                         positions=positions,
                         policy=self._policy,
                         dedupe_content=self.settings.dedupe_content,
+                        supersede=self.settings.relabeled_text == "supersede",
                     )
             except StoreUnavailable as exc:
                 self.metrics.store_failures.inc()
@@ -389,6 +390,7 @@ class Ingestor:
         m = self.metrics
         m.records_stored.inc(result.stored)
         m.records_feedback.inc(result.feedback)
+        m.records_superseded.inc(result.superseded)
         m.records_duplicate.labels(kind="position").inc(result.duplicate_position)
         m.records_duplicate.labels(kind="content").inc(result.duplicate_content)
         for reason, n in result.dead_letters.items():

@@ -61,6 +61,25 @@ def test_ingest_benchmark_counts_every_record(tmp_path: Path) -> None:
     assert f"ratio:            {summary['ratio']:>10.2f}" in result.stdout
 
 
+def test_ingest_benchmark_measures_a_variant_beside_the_defaults(tmp_path: Path) -> None:
+    out = tmp_path / "ingest.json"
+    result = bench("ingest", "--records", "2000", "--rounds", "1", "--memory-records", "0", "--json", str(out),
+                   "--variant", 'keep:relabeled_text="keep"', "--log-level", "WARNING")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    variant = figures["rounds"][0]["variants"]["keep"]
+    assert variant["records"] == 2000
+    assert variant["vs_default"] == pytest.approx(variant["rate"] / figures["rounds"][0]["lifelong"]["rate"])
+    assert figures["variants"]["keep"]["ingest"] == {"relabeled_text": "keep"}
+    assert "keep:" in result.stdout
+
+
+def test_ingest_benchmark_refuses_a_variant_setting_that_does_not_exist() -> None:
+    result = bench("ingest", "--records", "100", "--memory-records", "0", "--variant", "x:no_such_key=1")
+    assert result.returncode != 0
+    assert "no_such_key" in result.stderr
+
+
 def test_predict_benchmark_reports_ordered_percentiles(tmp_path: Path) -> None:
     out = tmp_path / "predict.json"
     result = bench("predict", "--requests", "8", "--json", str(out))

@@ -145,7 +145,7 @@ class TestTriggers:
             assert scheduled["trigger"] == "schedule" and scheduled["status"] == "running"
             manual = client.post("/v1/retrain", json={"requested_by": "operator"})
             assert manual.status_code == 202
-            assert manual.json() == {"run_id": scheduled["id"], "started": False}
+            assert manual.json() == {"run_id": scheduled["id"], "started": False, "rebuild": False}
             wait_run(client, scheduled["id"])
             time.sleep(3)  # more schedule ticks: each starts at most one run, never a backlog
             runs = sorted(client.get("/v1/runs").json(), key=lambda r: r["id"])

@@ -199,3 +199,41 @@ def test_two_daemons_storing_the_same_content_at_once_store_it_once_on_sqlite(sq
     engine.dispose()
     assert not errors, errors
     assert len(hashes) == len(set(hashes)) == rounds * per_batch
+
+
+def _relabel_batch(session: Session, offset: int, pairs: list[tuple[str, str]], *, supersede: bool = True):
+    from storage.split import content_hash
+
+    samples = [NewSample(topic="t", partition=0, offset=offset + i, text=text, label=label,
+                         content_hash=content_hash(text, label)) for i, (text, label) in enumerate(pairs)]
+    return write_ingest_batch(session, samples=samples, dead_letters=[],
+                              positions=[PartitionPosition("t", 0, offset + len(pairs), None)],
+                              policy=HeldOutPolicy(fraction=0.0, min_per_label=1000), dedupe_content=True,
+                              supersede=supersede)
+
+
+def _stored_pairs(session: Session) -> list[tuple[str, str]]:
+    rows = [tuple(row) for row in session.execute(
+        select(Sample.text, Label.name).join(Label, Label.id == Sample.label_id).order_by(Sample.id))]
+    session.rollback()  # end the read, so that the next batch can begin its own transaction
+    return rows
+
+
+def test_a_re_sent_text_with_a_new_label_supersedes_the_stored_sample(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        _relabel_batch(session, 0, [("refund my order", "billing"), ("where is my parcel", "shipping")])
+        result = _relabel_batch(session, 2, [("refund my order", "refunds"), ("where is my parcel", "shipping")])
+        assert (result.superseded, result.stored, result.duplicate_content) == (1, 1, 1)
+        assert _stored_pairs(session) == [("where is my parcel", "shipping"), ("refund my order", "refunds")]
+        counts = {label.name: label.sample_count for label in session.execute(select(Label)).scalars()}
+        session.rollback()
+        assert counts == {"billing": 0, "shipping": 1, "refunds": 1}
+        # Within one batch the last record of a text wins.
+        result = _relabel_batch(session, 4, [("new text", "a"), ("new text", "b")])
+        assert (result.superseded, result.stored) == (1, 1)
+        assert ("new text", "b") in _stored_pairs(session) and ("new text", "a") not in _stored_pairs(session)
+        # keep: both labels stay.
+        _relabel_batch(session, 6, [("new text", "c")], supersede=False)
+        assert {("new text", "b"), ("new text", "c")} <= set(_stored_pairs(session))
+    engine.dispose()
