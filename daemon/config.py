@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -325,6 +326,10 @@ class ScheduleSettings(_Section):
         return self
 
 
+#: ``meta.<name>``: the name is stored as part of an evaluation set's name (32 characters).
+_SLICE_KEY = re.compile(r"meta\.[A-Za-z0-9_.-]{1,26}")
+
+
 class GatePolicy(BaseModel):
     """The promotion thresholds, the daemon's ``gate:`` settings (applied by ``daemon.training.gate``).
 
@@ -360,6 +365,33 @@ class GatePolicy(BaseModel):
     min_absolute: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Fewest samples in the primary set to promote on at all (first model too).
     min_eval_samples: int = Field(default=1, ge=1)
+    #: Group keys of the held-out samples, ``meta.<key>``, evaluated group by group; a
+    #: candidate that makes one group's answers significantly worse is rejected even when
+    #: the average improves (see ``daemon.training.slices``).
+    slices: tuple[str, ...] = Field(default=(), max_length=8)
+    #: Per slice key, the most frequent values evaluated as groups; the rest are pooled as ``(other)``.
+    slice_top_n: int = Field(default=5, ge=1, le=50)
+    #: Old-label held-out samples a group needs before its forgetting is checked.
+    slice_min_support: int = Field(default=30, ge=1)
+    #: How far a group's accuracy on old labels may drop versus production.
+    max_slice_forgetting: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: A group's drop over the limit fails only if the sign test's p-value is below this
+    #: divided by the number of groups checked (Bonferroni: more groups, no more false alarms).
+    slice_alpha: float = Field(default=0.01, gt=0.0, le=1.0)
+    #: Share of held-out samples that must carry a slice key; below it the key is reported as
+    #: missing and the candidate is not promoted (a group the gate cannot see is not protected).
+    slice_min_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("slices")
+    @classmethod
+    def _slice_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            if not _SLICE_KEY.fullmatch(key):
+                raise ValueError(f"slice key {key!r} must be 'meta.<name>' with <name> of 1-26 characters "
+                                 "from letters, digits, '_', '-' and '.'")
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"slice keys repeat: {list(keys)}")
+        return keys
 
 
 class EvaluationSettings(_Section):

@@ -243,6 +243,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.evaluation_slice_accuracy = Gauge(
+            "lifelong_evaluation_slice_accuracy_ratio",
+            "Held-out accuracy (0-1) by group of each gate.slices key at the last evaluation, of the candidate and "
+            "of production on the same samples; groups are the key's top gate.slice_top_n values and '(other)'.",
+            ["model", "slice", "group"],
+            registry=r,
+        )
         self.evaluation_oos_auroc = Gauge(
             "lifelong_evaluation_out_of_scope_auroc",
             "AUROC of the last candidate's calibrated confidence, in-scope against out-of-scope held-out samples "
@@ -448,6 +455,15 @@ class Metrics:
         area = (summary.get("out_of_scope") or {}).get("auroc")
         if area is not None:
             self.evaluation_oos_auroc.set(float(area))
+        # Replaced whole: the top groups can change between evaluations, and a group no
+        # longer among them must not keep its old value (cardinality stays bounded).
+        self.evaluation_slice_accuracy.clear()
+        for key, outcome in (summary.get("slices") or {}).items():
+            for group, measured in outcome.get("groups", {}).items():
+                for role in MODEL_ROLES:
+                    accuracy = measured.get(f"{role}_accuracy")
+                    if accuracy is not None:
+                        self.evaluation_slice_accuracy.labels(model=role, slice=key, group=group).set(float(accuracy))
 
     def count_deletion(self, report: Any, *, cause: str) -> None:
         """Count what a ``storage.deletion.DeletionReport`` removed."""

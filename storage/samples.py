@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -20,6 +20,8 @@ class StoredExample(NamedTuple):
     sample_id: int
     text: str
     label: str
+    #: The record's ``meta``, read only where asked for (group slices in the gate).
+    meta: dict[str, Any] | None = None
 
 
 def _select() -> object:
@@ -67,9 +69,12 @@ def examples_by_ids(session: Session, ids: Sequence[int]) -> list[StoredExample]
 
 
 def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
-                     up_to_id: int | None = None) -> list[StoredExample]:
-    """Held-out samples (of ``labels`` if given, up to ``up_to_id`` if given), oldest first."""
+                     up_to_id: int | None = None, with_meta: bool = False) -> list[StoredExample]:
+    """Held-out samples (of ``labels`` if given, up to ``up_to_id`` if given), oldest first;
+    ``with_meta`` reads each sample's ``meta`` too."""
     query = _select().where(Sample.held_out.is_(True))  # type: ignore[attr-defined,union-attr]
+    if with_meta:
+        query = query.add_columns(Sample.meta)  # type: ignore[attr-defined]
     if up_to_id is not None:
         query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
     rows = [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]

@@ -145,7 +145,7 @@ class _NaiveBaseline:
         if engine is None:  # pragma: no cover - the daemon is started
             raise RuntimeError("daemon not started")
         with Session(engine) as session:
-            new = [Example(*row) for row in training_examples(session, after_id=self.after_id)]
+            new = [Example(*row[:3]) for row in training_examples(session, after_id=self.after_id)]
             heldout = heldout_examples(session)
         if new:
             self.after_id = max(e.sample_id for e in new)

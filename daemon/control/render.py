@@ -175,6 +175,13 @@ def deletions_table(entries: list[dict[str, Any]]) -> None:
 def model_detail(shown: dict[str, Any]) -> None:
     console.print(f"[bold]{shown['version']}[/bold] parent={shown['parent']} strategy={shown['strategy']} "
                   f"generation={shown['generation']} aliases={shown['aliases']} checksum={shown['checksum']}")
+    for key, outcome in ((shown.get("metrics") or {}).get("slices") or {}).items():
+        groups = ", ".join(
+            f"{escape(value)} {score(group['candidate_accuracy'])}"
+            + (f" (production {score(group['production_accuracy'])})" if group.get("production_accuracy") is not None
+               else "") + f" n={group['n']}"
+            for value, group in outcome["groups"].items())
+        console.print(f"slice {escape(key)} (coverage {outcome['coverage']:.0%}): {groups or 'no groups'}")
     for decision in shown["decisions"]:
         console.print(f"- {decision['at']} {decision['outcome']} by {escape(decision['actor'])}: "
                       f"{escape(str(decision['reason']))}")

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.training.gate import AbstainOutcome, GateInput, PairedOutcome, SetMetrics
+from daemon.training.gate import AbstainOutcome, GateInput, PairedOutcome, SetMetrics, SliceOutcome
+from daemon.training.slices import slice_outcomes
 from learners.calibration import Calibration, auroc, calibrated, cross_fitted_abstain_rate, fit_calibration
 from learners.evaluate import evaluate, negative_flip_rate
 from learners.inference import predict
@@ -51,12 +52,26 @@ class EvaluationOutcome:
     #: Out-of-scope held-out samples: how many, the share the candidate abstains on, and
     #: the AUROC of its calibrated confidence, in-scope against out-of-scope.
     out_of_scope: dict[str, Any] | None = None
+    #: Per ``gate.slices`` key, both models by group on the ``all`` set.
+    slices: tuple[SliceOutcome, ...] = ()
 
     def gate_input(self) -> GateInput:
         return GateInput(candidate=self.candidate, production=self.production,
                          negative_flip_rate=self.negative_flip_rate, old_labels=self.old_labels,
                          label_outcomes=self.label_outcomes, flip_outcome=self.flip_outcome,
-                         abstain=self.abstain)
+                         abstain=self.abstain, slices=self.slices)
+
+    def slice_rows(self, role: str) -> list[EvaluationRow]:
+        """Storage rows of one model's (``candidate`` or ``production``) accuracy by group:
+        set ``slice:<name>``, the group value in the label column."""
+        rows = []
+        for outcome in self.slices:
+            for group in outcome.groups:
+                accuracy = group.candidate_accuracy if role == "candidate" else group.production_accuracy
+                if accuracy is not None:
+                    rows.append(EvaluationRow(eval_set="slice:" + outcome.key.removeprefix("meta."),
+                                              metric="accuracy", value=accuracy, n=group.n, label=group.value))
+        return rows
 
     @staticmethod
     def rows(metrics: dict[str, SetMetrics]) -> list[EvaluationRow]:
@@ -92,6 +107,8 @@ class EvaluationOutcome:
             summary["abstain"] = self.abstain.to_dict()
         if self.out_of_scope is not None:
             summary["out_of_scope"] = self.out_of_scope
+        if self.slices:
+            summary["slices"] = {outcome.key: outcome.to_dict() for outcome in self.slices}
         return summary
 
 
@@ -194,8 +211,13 @@ def evaluate_models(
     in_scope_abstain: float = 0.0,
     oos_label: str | None = None,
     production_calibration: Calibration | None = None,
+    slices: Sequence[str] = (),
+    slice_top_n: int = 5,
 ) -> EvaluationOutcome:
     """Score the candidate and production on the same held-out sets.
+
+    ``slices`` (``meta.<key>``, the examples carrying their ``meta``) are also scored
+    group by group on the ``all`` set (see ``daemon.training.slices``).
 
     With ``in_scope_abstain`` > 0 the candidate's calibration is fitted (held-out samples
     labelled ``oos_label`` are the out-of-scope examples) and both models' in-scope
@@ -212,6 +234,7 @@ def evaluate_models(
     outcomes = None
     flips = None
     prod_logits: list[list[float]] = []
+    prod_pred: dict[int, str] | None = None
     if production is not None:
         prod_pred, prod_logits = _predicted(production, sets["all"], batch_size)
         prod = {name: _set_metrics(name, examples, prod_pred, index) for name, examples in sets.items()}
@@ -232,7 +255,9 @@ def evaluate_models(
         calibration, abstain, out_of_scope = _calibrate(
             candidate, production, sets["all"], oos, cand_logits, prod_logits, in_scope_abstain=in_scope_abstain,
             production_calibration=production_calibration, batch_size=batch_size)
+    grouped = slice_outcomes(sets["all"], slices, top_n=slice_top_n, candidate=cand_pred, production=prod_pred,
+                             old_labels=production_labels)
     return EvaluationOutcome(candidate=cand, production=prod, negative_flip_rate=flip_rate,
                              old_labels=sorted(production_labels), new_labels=new_labels,
                              label_outcomes=outcomes, flip_outcome=flips, calibration=calibration,
-                             abstain=abstain, out_of_scope=out_of_scope)
+                             abstain=abstain, out_of_scope=out_of_scope, slices=tuple(grouped))

@@ -56,6 +56,19 @@ Why each rule exists
     (default 0.01). Three flips in forty samples (7.5%, p = 0.32 against 5%) are
     noise; 45% flips, or 90 of 1,400 (6.4%, p = 0.01), are not.
 
+``slice_coverage:<key>`` and ``slice_forgetting:<key>=<value>`` (``gate.slices``)
+    The average can improve while one customer group (a language, a channel) gets
+    worse. Each configured ``meta`` key splits the ``all`` set into groups (the
+    ``slice_top_n`` most frequent values, the rest pooled as ``(other)``); a
+    group's accuracy on the samples of labels production knows may drop by at most
+    ``max_slice_forgetting``, and, as for labels, a drop over that fails only if the
+    sign test on the group's discordant samples is significant — at
+    ``slice_alpha`` divided by the number of groups checked, so that configuring
+    more keys does not raise the false-alarm rate. Groups with fewer than
+    ``slice_min_support`` old-label samples are reported, not checked. A key carried
+    by fewer than ``slice_min_coverage`` of the samples fails ``slice_coverage``:
+    the operator asked to protect groups the gate cannot see.
+
 A poisoned candidate, trained on label-flipped data, typically raises no alarm on
 the new labels but shows up twice: its old labels collapse (forgetting) and it
 flips many of production's correct answers (negative flip rate). Both checks are
@@ -108,6 +121,8 @@ __all__ = [
     "GatePolicy",
     "PairedOutcome",
     "SetMetrics",
+    "SliceGroup",
+    "SliceOutcome",
     "binomial_tail_p",
     "decide",
     "sign_test_p",
@@ -244,6 +259,78 @@ class AbstainOutcome:
                     "rate": round(self.production_rate, 6)}}
 
 
+@dataclass(frozen=True)
+class SliceGroup:
+    """One group of a slice key (e.g. ``meta.language = de``) on the ``all`` set.
+
+    ``n`` samples, of which each model answered ``*_correct`` right (``production_correct``
+    is ``None`` without production); ``old_n`` of them are of labels production knows,
+    and on those ``lost``/``gained`` are the paired changes the forgetting check reads.
+    """
+
+    value: str
+    n: int
+    candidate_correct: int
+    production_correct: int | None = None
+    old_n: int = 0
+    lost: int = 0
+    gained: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n", "candidate_correct", "old_n", "lost", "gained"):
+            object.__setattr__(self, name, _check_count(getattr(self, name), f"slice group {self.value!r}: {name}"))
+        if self.candidate_correct > self.n or self.old_n > self.n or self.lost + self.gained > self.old_n:
+            raise ValueError(f"slice group {self.value!r}: counts exceed its samples ({self})")
+        if self.production_correct is not None:
+            _check_count(self.production_correct, f"slice group {self.value!r}: production_correct")
+
+    @property
+    def candidate_accuracy(self) -> float:
+        return self.candidate_correct / self.n if self.n else 0.0
+
+    @property
+    def production_accuracy(self) -> float | None:
+        if self.production_correct is None or not self.n:
+            return None
+        return self.production_correct / self.n
+
+    @property
+    def old_drop(self) -> float:
+        """Production's accuracy minus the candidate's on the group's old-label samples."""
+        return (self.lost - self.gained) / self.old_n if self.old_n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        production = self.production_accuracy
+        return {"n": self.n, "candidate_accuracy": round(self.candidate_accuracy, 6),
+                "production_accuracy": None if production is None else round(production, 6),
+                "old_n": self.old_n, "lost": self.lost, "gained": self.gained}
+
+
+@dataclass(frozen=True)
+class SliceOutcome:
+    """One configured slice key: how many ``all`` samples carry it, and its groups."""
+
+    key: str
+    total: int
+    covered: int
+    groups: tuple[SliceGroup, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_count(self.total, f"slice {self.key!r}: total")
+        _check_count(self.covered, f"slice {self.key!r}: covered")
+        if self.covered > self.total:
+            raise ValueError(f"slice {self.key!r}: covered ({self.covered}) exceeds total ({self.total})")
+        object.__setattr__(self, "groups", tuple(self.groups))
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "covered": self.covered, "coverage": round(self.coverage, 6),
+                "groups": {group.value: group.to_dict() for group in self.groups}}
+
+
 def sign_test_p(lost: int, gained: int) -> float:
     """One-sided exact sign test: P(at least ``lost`` of the discordant samples are losses | no change).
 
@@ -347,9 +434,15 @@ class GateInput:
     label_outcomes: Mapping[str, PairedOutcome] | None = None
     flip_outcome: PairedOutcome | None = None
     abstain: AbstainOutcome | None = None
+    #: Per configured ``gate.slices`` key, its groups on the ``all`` set.
+    slices: Sequence[SliceOutcome] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidate", _copied_sets(self.candidate, "candidate"))
+        for outcome in self.slices:
+            if not isinstance(outcome, SliceOutcome):
+                raise TypeError(f"slices must hold SliceOutcome, got {type(outcome).__name__}")
+        object.__setattr__(self, "slices", tuple(self.slices))
         if self.production is not None:
             object.__setattr__(self, "production", _copied_sets(self.production, "production"))
         if self.negative_flip_rate is not None:
@@ -620,6 +713,44 @@ def _abstain_rate(outcome: AbstainOutcome, policy: GatePolicy) -> Check:
     return Check(name="abstain_rate", passed=passed, value=rate, threshold=limit, detail=detail)
 
 
+def _slice_coverage(outcome: SliceOutcome, policy: GatePolicy) -> Check:
+    name = outcome.key.removeprefix("meta.")
+    if outcome.total == 0:
+        return Check(name=f"slice_coverage:{outcome.key}", passed=True, value=None,
+                     threshold=policy.slice_min_coverage, detail=f"{outcome.key}: no held-out samples to group")
+    passed = _at_least(outcome.coverage, policy.slice_min_coverage)
+    detail = (f"{outcome.key} present on {outcome.covered} of {outcome.total} held-out samples "
+              f"({outcome.coverage:.0%}, need >= {policy.slice_min_coverage:.0%})")
+    if not passed:
+        detail += (f": records lack meta key {name!r}; send it in their 'meta' or remove {outcome.key!r} "
+                   "from gate.slices")
+    return Check(name=f"slice_coverage:{outcome.key}", passed=passed, value=outcome.coverage,
+                 threshold=policy.slice_min_coverage, detail=detail)
+
+
+def _slice_forgetting(slices: Sequence[SliceOutcome], policy: GatePolicy) -> list[Check]:
+    checked = [(outcome.key, group) for outcome in slices for group in outcome.groups
+               if group.old_n >= policy.slice_min_support]
+    if not checked:
+        return []
+    alpha = policy.slice_alpha / len(checked)
+    checks = []
+    for key, group in checked:
+        drop = group.old_drop
+        p_value = sign_test_p(group.lost, group.gained)
+        significant = p_value < alpha
+        passed = _at_most(drop, policy.max_slice_forgetting) or not significant
+        checks.append(Check(
+            name=f"slice_forgetting:{key}={group.value}", passed=passed, value=drop,
+            threshold=policy.max_slice_forgetting,
+            detail=(f"accuracy of {key}={group.value!r} on old labels (support {group.old_n}): drop {drop:.3f} "
+                    f"(allowed <= {policy.max_slice_forgetting:.3f}); {group.lost} answers lost, {group.gained} "
+                    f"gained, sign test p={p_value:.3g} ({'significant' if significant else 'not significant'} at "
+                    f"{policy.slice_alpha:g}/{len(checked)} groups)"),
+        ))
+    return checks
+
+
 def _summary(checks: Sequence[Check]) -> str:
     failed = [check.name for check in checks if not check.passed]
     if not failed:
@@ -633,7 +764,9 @@ def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
     Every check is evaluated and returned, in a stable order: ``eval_samples``
     then ``min_absolute`` for a first model; otherwise ``eval_samples``,
     ``primary_improvement``, ``old_label_forgetting``, the ``label_forgetting:<label>``
-    checks sorted by label, and ``negative_flip_rate``; last ``abstain_rate`` when the input
+    checks sorted by label, and ``negative_flip_rate``; then ``slice_coverage:<key>`` per
+    configured slice and (with production) the ``slice_forgetting:<key>=<value>`` checks;
+    last ``abstain_rate`` when the input
     carries abstentions (a first model's passes, recording the rate). The candidate is promoted
     iff all of them pass. Inputs are not modified.
 
@@ -657,6 +790,9 @@ def decide(gate_input: GateInput, policy: GatePolicy) -> Decision:
         checks.extend(_label_forgetting(gate_input.candidate, production, gate_input.old_labels,
                                         gate_input.label_outcomes, policy))
         checks.append(_negative_flip_rate(gate_input.negative_flip_rate, gate_input.flip_outcome, policy))
+    checks.extend(_slice_coverage(outcome, policy) for outcome in gate_input.slices)
+    if production is not None:
+        checks.extend(_slice_forgetting(gate_input.slices, policy))
     if gate_input.abstain is not None:
         checks.append(_abstain_rate(gate_input.abstain, policy))
     return Decision(promote=all(check.passed for check in checks), checks=tuple(checks), summary=_summary(checks))

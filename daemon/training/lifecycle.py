@@ -341,10 +341,12 @@ class Lifecycle:
                     artifact_path=str(self.store.path_for(version)), checksum=manifest.checksum, metrics=metrics,
                 ))
                 registry.record_evaluations(session, run_id=run_id, version=version,
-                                            rows=EvaluationOutcome.rows(outcome.candidate))
+                                            rows=EvaluationOutcome.rows(outcome.candidate)
+                                            + outcome.slice_rows("candidate"))
                 if parent is not None and outcome.production is not None:
                     registry.record_evaluations(session, run_id=run_id, version=parent.name,
-                                                rows=EvaluationOutcome.rows(outcome.production))
+                                                rows=EvaluationOutcome.rows(outcome.production)
+                                                + outcome.slice_rows("production"))
             clock.record("publish", started, checksum=manifest.checksum)
             failpoints.reached(failpoints.AFTER_PUBLISH)
 
@@ -407,8 +409,8 @@ class Lifecycle:
             parent = registry.get_version(session, production) if production else None
             up_to = int(session.execute(select(func.coalesce(func.max(Sample.id), 0))).scalar_one())
             watermark = parent.data_watermark if parent and not rebuild else 0
-            train = [Example(*row) for row in training_examples(session, after_id=watermark, up_to_id=up_to)]
-            replay = [Example(*row) for row in examples_by_ids(session, parent.buffer_members)] \
+            train = [Example(*row[:3]) for row in training_examples(session, after_id=watermark, up_to_id=up_to)]
+            replay = [Example(*row[:3]) for row in examples_by_ids(session, parent.buffer_members)] \
                 if parent and not rebuild else []
             if parent is not None and not rebuild:
                 state = parent.buffer_state or {}
@@ -451,7 +453,7 @@ class Lifecycle:
             if not labels:
                 return [], []
             have = {e.sample_id for e in replay}
-            extra = [Example(*row) for row in recent_training_examples(session, labels=labels, per_label=per_label,
+            extra = [Example(*row[:3]) for row in recent_training_examples(session, labels=labels, per_label=per_label,
                                                                      up_to_id=up_to) if row.sample_id not in have]
         logger.info("candidate %s forgot %s: this retrain replays %d more of their samples", child.name if child
                     else "?", ", ".join(labels), len(extra))
@@ -465,13 +467,14 @@ class Lifecycle:
             production = serving.loaded if serving and serving.version == parent.name else \
                 self.predictor.prepare(parent.name, checksum=parent.checksum).loaded
         with Session(self.engine) as session:
-            heldout = heldout_examples(session, up_to_id=up_to)
+            heldout = heldout_examples(session, up_to_id=up_to, with_meta=bool(self.settings.gate.slices))
         evaluation = self.settings.evaluation
         recorded = (parent.metrics or {}).get("calibration") if parent is not None else None
         return evaluate_models(candidate, production, heldout, recent_window=evaluation.recent_window,
                                batch_size=evaluation.batch_size, in_scope_abstain=evaluation.abstain_in_scope,
                                oos_label=evaluation.oos_label,
-                               production_calibration=Calibration.from_dict(recorded) if recorded else None)
+                               production_calibration=Calibration.from_dict(recorded) if recorded else None,
+                               slices=self.settings.gate.slices, slice_top_n=self.settings.gate.slice_top_n)
 
     def _apply(self, version: str, decision: Decision, run_id: int, *, new_labels: list[str], checksum: str,
                snapshot_at: datetime | None = None) -> str:

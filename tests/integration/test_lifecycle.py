@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from storage import registry
 from storage.artifacts import MANIFEST_FILE, ArtifactStore, Manifest
 from storage.engine import make_engine
 from tests.conftest import produce, record, running_ingestor, settings_for
-from tests.tiny_model import build_tiny_bert, keywords, synthetic_examples
+from tests.tiny_model import FILLER, build_tiny_bert, keywords, synthetic_examples
 
 LABELS = ["c0", "c1", "c2", "c3", "c4", "c5"]
 STAGE1, STAGE2 = LABELS[:3], LABELS[3:]
@@ -208,6 +209,92 @@ class TestGateDecisions:
         # Held-out samples of the poisoned records are poisoned too, so the primary metric
         # can even rise; the flips on the clean held-out samples give the candidate away.
         assert "negative_flip_rate" in failed
+
+
+def _grouped(groups: list[tuple[str, list[str], str, int]], *, seed: int) -> list[tuple[str, str, str]]:
+    """(text, label, language) rows: per (label, keywords, language, count), filler words and one of the keywords."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words, language, count in groups:
+        for _ in range(count):
+            text = rng.sample(FILLER, rng.randint(3, 8)) + [rng.choice(words)]
+            rng.shuffle(text)
+            rows.append((" ".join(text), label, language))
+    rng.shuffle(rows)
+    return rows
+
+
+class TestGroupSlices:
+    """``gate.slices``: one customer group made worse while the average improves."""
+
+    def _settings(self, broker, topic, url, tmp_path, tiny_bert, **gate):
+        return settings_for(broker, topic, url, tmp_path, training={
+            "base_model": str(tiny_bert),
+            "strategy": {"name": "replay", "learning_rate": 0.005, "epochs": 6, "batch_size": 16, "max_length": 24},
+            "buffer": {"size": 400},  # all of stage 1: what changes is what the new labels take, not forgetting
+        }, ingest={"heldout_fraction": 0.3}, gate=gate)
+
+    def _send(self, broker, topic, settings, rows, *, already: int) -> int:
+        sent = produce(broker.bootstrap_servers, topic, [
+            record(text, label, id=f"g{already + i}", meta={"language": language})
+            for i, (text, label, language) in enumerate(rows)])
+        with running_ingestor(settings) as running:
+            running.wait_stored(already + sent)
+        return already + sent
+
+    def test_a_candidate_that_improves_overall_but_drops_one_group_is_rejected_naming_it(
+        self, broker, topic, sqlite_url, tmp_path, tiny_bert
+    ) -> None:
+        # Only the slice check may stop it: the other forgetting limits are set wide open.
+        settings = self._settings(broker, topic, sqlite_url, tmp_path, tiny_bert, slices=["meta.language"],
+                                  slice_min_support=20, max_negative_flip_rate=0.5, max_label_forgetting=0.9,
+                                  max_forgetting=0.5)
+        stage1 = [(label, keywords(label)[:2], "en", 60) for label in STAGE1] + \
+                 [(label, keywords(label)[2:], "de", 100) for label in STAGE1]
+        count = self._send(broker, topic, settings, _grouped(stage1, seed=1), already=0)
+        lifecycle = _lifecycle(settings)
+        assert lifecycle.run_cycle(trigger="manual").outcome == "promoted"
+        # Two new labels; c3 is what German speakers' c0 requests look like: the candidate
+        # learns it and with it answers c3 to the German c0 texts production got right.
+        stage2 = [("c3", keywords("c0")[2:], "de", 150), ("c4", keywords("c4"), "en", 60)]
+        self._send(broker, topic, settings, _grouped(stage2, seed=2), already=count)
+        run = lifecycle.run_cycle(trigger="manual")
+        with Session(lifecycle.engine) as session:
+            decision = registry.latest_decisions(session, version="v0002")[0]
+        assert run.outcome == "rejected", "\n".join(c["name"] + ": " + c["detail"] for c in decision.checks)
+        assert lifecycle.predictor.version == "v0001"
+        with Session(lifecycle.engine) as session:
+            rows = registry.version_evaluations(session, "v0002")
+        checks = {c["name"]: c for c in decision.checks}
+        assert not checks["slice_forgetting:meta.language=de"]["passed"], checks
+        assert checks["slice_forgetting:meta.language=en"]["passed"], checks["slice_forgetting:meta.language=en"]
+        assert checks["primary_improvement"]["passed"] and checks["slice_coverage:meta.language"]["passed"]
+        assert "meta.language='de'" in checks["slice_forgetting:meta.language=de"]["detail"]
+        sliced = {row.label: row for row in rows if row.eval_set == "slice:language"}
+        assert set(sliced) == {"en", "de"} and all(row.metric == "accuracy" for row in sliced.values())
+        gauge = lifecycle.metrics.registry.get_sample_value
+        de = {"slice": "meta.language", "group": "de"}
+        assert gauge("lifelong_evaluation_slice_accuracy_ratio", {"model": "candidate", **de}) == \
+            pytest.approx(sliced["de"].value)
+        with Session(lifecycle.engine) as session:
+            [production_de] = [row for row in registry.version_evaluations(session, "v0001")
+                               if row.run_id == run.id and row.eval_set == "slice:language" and row.label == "de"]
+        assert gauge("lifelong_evaluation_slice_accuracy_ratio", {"model": "production", **de}) == \
+            pytest.approx(production_de.value)
+
+    def test_a_slice_key_the_records_lack_keeps_the_first_model_out_naming_the_key(
+        self, broker, topic, sqlite_url, tmp_path, tiny_bert
+    ) -> None:
+        settings = self._settings(broker, topic, sqlite_url, tmp_path, tiny_bert, slices=["meta.channel"])
+        self._send(broker, topic, settings, _grouped([(label, keywords(label), "en", 40) for label in STAGE1],
+                                                     seed=3), already=0)
+        lifecycle = _lifecycle(settings)
+        assert lifecycle.run_cycle(trigger="manual").outcome == "rejected"
+        with Session(lifecycle.engine) as session:
+            decision = registry.latest_decisions(session, version="v0001")[0]
+        failed = [c for c in decision.checks if not c["passed"]]
+        assert [c["name"] for c in failed] == ["slice_coverage:meta.channel"]
+        assert "lack meta key 'channel'" in failed[0]["detail"]
 
 
 class TestOperatorActions:

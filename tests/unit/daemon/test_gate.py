@@ -377,6 +377,8 @@ class TestGatePolicy:
             "max_label_forgetting": 0.25, "min_label_support": 10, "label_forgetting_alpha": 0.01,
             "max_negative_flip_rate": 0.05, "flip_rate_alpha": 0.01, "max_abstain_increase": 0.05,
             "abstain_alpha": 0.01, "min_absolute": 0.5, "min_eval_samples": 1,
+            "slices": (), "slice_top_n": 5, "slice_min_support": 30, "max_slice_forgetting": 0.05,
+            "slice_alpha": 0.01, "slice_min_coverage": 0.5,
         }
 
     def test_gate_policy_rejects_unknown_keys(self) -> None:
