@@ -25,6 +25,8 @@ Run from the repository root::
     python -m benchmarks.ingest --records 50000 --memory-records 0   # quick look
     python -m benchmarks.ingest --memory-records 0 --profile /tmp/ingest.pstats   # + cProfile
     python -m benchmarks.ingest --memory-records 0 --variant 'keep:relabeled_text="keep"'   # + another config
+    python -m benchmarks.ingest --memory-records 0 --texts ../shared/datasets/clinc150/data_full.json \\
+        --variant 'redact:redact_pii="all"'    # redaction's cost on real utterances
 """
 
 from __future__ import annotations
@@ -77,12 +79,19 @@ _WORDS = (
 
 
 class RecordFactory:
-    """Deterministic ``{"text", "label", "id"}`` values: unique ~100-byte texts over 50 labels."""
+    """Deterministic ``{"text", "label", "id"}`` values: unique ~100-byte texts over 50 labels.
 
-    def __init__(self, seed: int = 1234, phrases: int = 4096) -> None:
+    With ``texts`` (real utterances, e.g. CLINC150's) the phrases are those and the unique
+    suffix is spelled in letters, so the texts carry no number that redaction would inspect.
+    """
+
+    def __init__(self, seed: int = 1234, phrases: int = 4096, texts: list[str] | None = None) -> None:
         rng = random.Random(seed)
         self._phrases: list[str] = []
-        for _ in range(phrases):
+        self._spelled = texts is not None
+        if texts is not None:
+            self._phrases = list(texts)
+        for _ in range(phrases if texts is None else 0):
             words: list[str] = []
             while sum(len(w) + 1 for w in words) < 80:
                 words.append(rng.choice(_WORDS))
@@ -92,8 +101,26 @@ class RecordFactory:
     def value(self, index: int) -> bytes:
         phrase = self._phrases[index % len(self._phrases)]
         label = self._labels[(index * 7 + index // len(self._phrases)) % _LABEL_COUNT]
-        record = {"text": f"{phrase} #{index}", "label": label, "id": f"bench-{index}"}
+        suffix = _spelled(index) if self._spelled else f"#{index}"
+        record = {"text": f"{phrase} {suffix}", "label": label, "id": f"bench-{index}"}
         return json.dumps(record).encode("utf-8")
+
+
+def _spelled(index: int) -> str:
+    """``index`` in base 26 as letters: unique, and no digit in it."""
+    letters = ""
+    while True:
+        index, rest = divmod(index, 26)
+        letters = chr(ord("a") + rest) + letters
+        if not index:
+            return letters
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts of a CLINC150 ``data_full.json`` or of a JSONL file with a ``text`` field."""
+    if path.suffix == ".json":
+        return [text for split in json.loads(path.read_text(encoding="utf-8")).values() for text, _ in split]
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def produce(bootstrap: str, topic: str, start: int, count: int, factory: RecordFactory) -> float:
@@ -382,10 +409,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "config": {
             "records": args.records, "rounds": args.rounds, "partitions": args.partitions,
             "memory_records": args.memory_records, "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "kafka_python_crc32c": crc32c_implementation(),
+            "kafka_python_crc32c": crc32c_implementation(), "texts": str(args.texts) if args.texts else "synthetic",
         },
     }  # fmt: skip
-    factory = RecordFactory()
+    factory = RecordFactory(texts=read_texts(args.texts) if args.texts else None)
     kafka_defaults = KafkaSettings()
     print(f"kafka-python CRC-32C: {crc32c_implementation()}; {os.cpu_count()} CPUs")
     topic = "bench-ingest"
@@ -511,6 +538,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--variant", type=_variant, action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
         help="also ingest each round with these ingest settings (values as JSON), e.g. "
              "'keep:relabeled_text=\"keep\"'; its rate is reported beside the default's (repeatable)")
+    add("--texts", type=Path, help="phrases from this file (CLINC150 data_full.json, or JSONL with 'text') instead "
+                                   "of the synthetic ones; the unique suffix is then spelled in letters")
     add("--check", action="store_true", help="exit with status 1 when a target is missed")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     # Internal: the memory phase's child process.

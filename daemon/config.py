@@ -186,6 +186,11 @@ class DatabaseSettings(_Section):
         return value
 
 
+#: The kinds of PII ``ingest.redact_pii`` can replace (``daemon.ingest.redaction``).
+PiiEntity = Literal["email", "phone", "card", "iban", "ip"]
+PII_ENTITY_NAMES: tuple[str, ...] = ("email", "phone", "card", "iban", "ip")
+
+
 class IngestSettings(_Section):
     """Validation limits and the held-out split applied to every record."""
 
@@ -212,6 +217,32 @@ class IngestSettings(_Section):
     #: Rows per retention transaction, and how often the retention pass runs.
     retention_batch: int = Field(default=1000, ge=1, le=100_000)
     retention_every_s: float = Field(default=3600.0, ge=1)
+    #: PII replaced by a typed placeholder (``<EMAIL>``, ``<PHONE>``, ``<CARD>``, ``<IBAN>``,
+    #: ``<IP>``) before a text is stored, trained on or logged as a prediction; empty: off.
+    #: See ``daemon.ingest.redaction``.
+    redact_pii: Annotated[tuple[PiiEntity, ...], NoDecode] = ()
+    #: Regions whose national phone formats (no ``+`` prefix) are recognised; international
+    #: numbers are found whatever the list. Each region costs redaction time.
+    pii_phone_regions: Annotated[tuple[str, ...], NoDecode] = Field(default=("US", "GB", "DE", "FR", "IN", "CA"), min_length=1)
+
+    @field_validator("redact_pii", "pii_phone_regions", mode="before")
+    @classmethod
+    def _pii_lists(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == "all" and info.field_name == "redact_pii":
+            return PII_ENTITY_NAMES
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):  # LIFELONG_INGEST__REDACT_PII=email,card
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("pii_phone_regions")
+    @classmethod
+    def _phone_regions(cls, regions: tuple[str, ...]) -> tuple[str, ...]:
+        for region in regions:
+            if not re.fullmatch(r"[A-Z]{2}", region):
+                raise ValueError(f"phone region {region!r} must be a two-letter ISO 3166 code such as 'US'")
+        return regions
 
 
 class BufferSettings(_Section):

@@ -375,7 +375,8 @@ class Metrics:
             registry=r,
         )
         self.pii_redacted = Counter(
-            "lifelong_pii_redacted", "PII spans replaced by a placeholder before storage, by entity type.",
+            "lifelong_pii_redacted", "PII spans replaced by a placeholder (ingest.redact_pii) before a sample, dead letter "
+            "or logged prediction is stored, by entity type.",
             ["entity"], registry=r,
         )
 

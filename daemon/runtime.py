@@ -13,6 +13,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
@@ -302,6 +303,7 @@ class Daemon:
         self.drift = drift
         served = lifecycle.sync_serving()
         logger.info("production model: %s", served or "none yet")
+        ingestor = self.ingestor
         if s.serving.log_predictions:
             from daemon.serving.prediction_log import PredictionLog
 
@@ -309,14 +311,29 @@ class Daemon:
                                                 log_texts=s.serving.log_texts,
                                                 retention_days=min(s.serving.prediction_retention_days,
                                                                    s.ingest.retention_days or 36_500),
-                                                oos_label=s.evaluation.oos_label).start()
-        ingestor = self.ingestor
+                                                oos_label=s.evaluation.oos_label,
+                                                redact=self._redact_function()).start()
         self.control = ControlOperations(
             settings=s, engine=engine, metrics=self.metrics,
             ingest_health=lambda: ingestor.health if ingestor is not None else None,
             predictor=predictor, lifecycle=lifecycle, coordinator=coordinator, lease=lease,
             triggers=triggers, scheduler=scheduler, prediction_log=self.prediction_log, drift=drift)
         return self.control
+
+    def _redact_function(self) -> Callable[[str], str] | None:
+        """The ingestor's redactor as ``text -> text`` for the prediction log (counted the same way)."""
+        redactor = self.ingestor.redactor if self.ingestor is not None else None
+        if redactor is None:
+            return None
+        counter = self.metrics.pii_redacted
+
+        def redact(text: str) -> str:
+            redacted = redactor.redact(text)
+            for entity, n in redacted.found.items():
+                counter.labels(entity=entity).inc(n)
+            return redacted.text
+
+        return redact
 
     def _engine(self) -> Engine:
         if self.engine is None:

@@ -21,6 +21,8 @@ __all__ = ["BENCHMARKS", "bench_app"]
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("benchmarks.ingest",
                "Ingest throughput vs a bare kafka-python consumer, and memory over 1M records."),
+    "redaction": ("benchmarks.redaction",
+                  "PII redaction texts/s, recall and false positives on CLINC150's texts (ingest.redact_pii)."),
     "train": ("benchmarks.train_throughput",
               "Training examples/s through learners (Avalanche) vs a plain PyTorch loop."),
     "predict": ("benchmarks.predict_latency",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from daemon.config import Settings
 from daemon.ingest.produce import read_values
 from daemon.ingest.records import Limits, Rejection, validate
+from daemon.ingest.redaction import Redactor
 
 if TYPE_CHECKING:
     from learners.data import Example
@@ -40,6 +41,9 @@ def read_examples(data: Path, settings: Settings, *, first_id: int = 1) -> tuple
     from learners.data import Example
 
     limits = Limits(max_text_chars=settings.ingest.max_text_chars, max_label_chars=settings.ingest.max_label_chars)
+    # The same redaction as ingestion (ingest.redact_pii): a model trained here learns no PII either.
+    redactor = Redactor(settings.ingest.redact_pii, phone_regions=settings.ingest.pii_phone_regions) \
+        if settings.ingest.redact_pii else None
     examples: list[Example] = []
     rejected = 0
     for value in read_values(data):
@@ -47,7 +51,8 @@ def read_examples(data: Path, settings: Settings, *, first_id: int = 1) -> tuple
         if isinstance(checked, Rejection):
             rejected += 1
             continue
-        examples.append(Example(first_id + len(examples), checked.text, checked.label))
+        text = checked.text if redactor is None else redactor.redact(checked.text).text
+        examples.append(Example(first_id + len(examples), text, checked.label))
     return examples, rejected
 
 

@@ -25,6 +25,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from sqlmodel import Session
 from daemon.config import IngestSettings, KafkaSettings
 from daemon.ingest.kafka_diagnosis import AuthFailureWatch
 from daemon.ingest.records import Limits, Rejection, validate
+from daemon.ingest.redaction import Redactor
 from daemon.metrics import Metrics
 from storage.errors import StoreUnavailable
 from storage.ingest_store import (
@@ -49,7 +51,7 @@ from storage.ingest_store import (
     load_offsets,
     write_ingest_batch,
 )
-from storage.split import HeldOutPolicy
+from storage.split import HeldOutPolicy, content_hash
 from storage.stats import split_counts
 
 __all__ = ["IngestHealth", "Ingestor"]
@@ -155,6 +157,11 @@ class Ingestor:
         self._next_health_check = 0.0
         self._failed_probes = 0
         self._next_partition_refresh = 0.0
+        #: Built at start when ``redact_pii`` names entities (Presidio takes ~2 s to load).
+        self.redactor: Redactor | None = None
+        if ingest.redact_pii:
+            self.redactor = Redactor(ingest.redact_pii, phone_regions=ingest.pii_phone_regions)
+        self._redacted: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -315,6 +322,12 @@ class Ingestor:
                 value = record.value
                 checked = validate(value, self._limits)
                 if isinstance(checked, Rejection):
+                    raw = None if value is None else bytes(value[:keep])
+                    if raw is not None and self.redactor is not None:
+                        # A bad record's bytes can hold PII too; kept as (lossy) UTF-8 text.
+                        redacted = self.redactor.redact(raw.decode("utf-8", errors="replace"))
+                        self._redacted.update(redacted.found)
+                        raw = redacted.text.encode("utf-8")
                     letters.append(
                         NewDeadLetter(
                             topic=tp.topic,
@@ -322,11 +335,17 @@ class Ingestor:
                             offset=record.offset,
                             reason=checked.reason.value,
                             detail=checked.detail,
-                            raw=None if value is None else bytes(value[:keep]),
+                            raw=raw,
                             raw_size=0 if value is None else len(value),
                         )
                     )
                 else:
+                    if self.redactor is not None:
+                        redacted = self.redactor.redact(checked.text)
+                        if redacted.found:
+                            self._redacted.update(redacted.found)
+                            checked.text = redacted.text
+                            checked.content_hash = content_hash(redacted.text, checked.label)
                     samples.append(
                         NewSample(
                             topic=tp.topic,
@@ -388,6 +407,9 @@ class Ingestor:
         self, result: BatchResult, positions: list[PartitionPosition], letters: list[NewDeadLetter]
     ) -> None:
         m = self.metrics
+        for entity, n in self._redacted.items():
+            m.pii_redacted.labels(entity=entity).inc(n)
+        self._redacted.clear()
         m.records_stored.inc(result.stored)
         m.records_feedback.inc(result.feedback)
         m.records_superseded.inc(result.superseded)

@@ -5,11 +5,15 @@ bounded queue: the request never waits for the database, and a database that is 
 gone costs dropped log rows (counted), never a failed or slow prediction. One thread
 writes what is queued every ``flush_every_s``, prunes rows older than the retention in
 bounded batches once an hour, and refreshes the live-accuracy gauges of the serving version.
-Nothing here logs a text: failures name counts and the error type only.
+Nothing here logs a text: failures name counts and the error type only. With
+``ingest.redact_pii`` on, the runtime passes a ``redact`` function: the writer thread (not
+the request) applies it before a text is hashed or stored, so the log holds what the
+sample store would hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -42,8 +46,10 @@ class PredictionLog:
 
     def __init__(self, engine: Engine, metrics: Metrics, *, serving_version: Callable[[], str | None],
                  log_texts: bool = False, retention_days: int = 30, max_queue: int = 50_000,
-                 batch: int = 1000, flush_every_s: float = 0.5, oos_label: str | None = None) -> None:
+                 batch: int = 1000, flush_every_s: float = 0.5, oos_label: str | None = None,
+                 redact: Callable[[str], str] | None = None) -> None:
         self.engine = engine
+        self._redact = redact
         self.metrics = metrics
         self.log_texts = log_texts
         self.retention = timedelta(days=retention_days)
@@ -66,8 +72,11 @@ class PredictionLog:
     def submit(self, version: str, texts: list[str], ids: list[str], labels: list[str | None],
                confidences: list[float], abstained: list[bool]) -> None:
         """Queue one request's answers; drops them (counted) when the queue is full."""
+        # With redaction the raw text rides in the queue until the writer thread redacts it.
+        hashed = self._redact is None
         rows = [NewPrediction(request_id=rid, version=version, label=label, confidence=confidence,
-                              abstained=unsure, text_hash=text_hash(text), text=text if self.log_texts else None)
+                              abstained=unsure, text_hash=text_hash(text) if hashed else "",
+                              text=text if self.log_texts or not hashed else None)
                 for text, rid, label, confidence, unsure in zip(texts, ids, labels, confidences, abstained,
                                                                  strict=True)]
         with self._lock:
@@ -100,6 +109,8 @@ class PredictionLog:
             if not rows:
                 return stored
             try:
+                if self._redact is not None:
+                    rows = [self._redacted(row) for row in rows]
                 with Session(self.engine) as session:
                     record_predictions(session, rows)
             except Exception as exc:  # noqa: BLE001 - a log write must never take serving down
@@ -108,6 +119,11 @@ class PredictionLog:
                 return stored
             stored += len(rows)
             self.metrics.predictions_logged.inc(len(rows))
+
+    def _redacted(self, row: NewPrediction) -> NewPrediction:
+        assert self._redact is not None and row.text is not None
+        text = self._redact(row.text)
+        return dataclasses.replace(row, text_hash=text_hash(text), text=text if self.log_texts else None)
 
     def _run(self) -> None:
         while not self._stop.is_set():
