@@ -40,7 +40,7 @@ from sqlalchemy.engine import make_url
 
 from daemon.errors import DaemonError
 from learners.buffer import BufferConfig
-from learners.config import StrategyConfig
+from learners.config import AdapterConfig, StrategyConfig, check_adapter
 
 __all__ = [
     "ApiSettings",
@@ -277,6 +277,9 @@ class TrainingSettings(_Section):
     #: A Hugging Face encoder directory; unset means the bundled all-MiniLM-L6-v2.
     base_model: Path | None = None
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    #: ``lora``: train low-rank adapters instead of every encoder weight (``adapter: lora``
+    #: or a mapping with ``r``, ``alpha``, ``dropout``, ``target_modules``); not with slda.
+    adapter: Annotated[AdapterConfig, NoDecode] = Field(default_factory=AdapterConfig)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     min_samples_per_label: int = Field(default=5, ge=1)
     #: After the gate rejects a candidate for forgetting old labels, the next retrain from
@@ -305,6 +308,11 @@ class TrainingSettings(_Section):
     #: The training lease in the database: only its holder trains. A holder that stops
     #: renewing (crashed, partitioned) loses it after ``lease_ttl_s``; standbys then take over.
     lease_ttl_s: float = Field(default=30.0, ge=3, le=3600)
+
+    @model_validator(mode="after")
+    def _adapter_fits_strategy(self) -> TrainingSettings:
+        check_adapter(self.strategy, self.adapter)
+        return self
 
 
 class ScheduleSettings(_Section):
@@ -430,6 +438,9 @@ class EvaluationSettings(_Section):
 
     #: Size of the ``recent`` evaluation set (newest held-out samples).
     recent_window: int = Field(default=500, ge=0)
+    #: Each label's newest held-out samples scored at an evaluation, at most; bounds its
+    #: time and memory on a long stream (the soak's held-out set grows by 10% of the records).
+    max_heldout_per_label: int | None = Field(default=500, ge=10, le=1_000_000)
     batch_size: int = Field(default=64, ge=1, le=4096)
     #: Share of in-scope held-out samples each version's abstain threshold gives up on
     #: (its calibrated max-softmax quantile; see ``learners.calibration``). 0 turns the

@@ -11,7 +11,9 @@ stacked) because Avalanche moves each minibatch element with a single ``.to(devi
 
 Saved artifacts hold ``model.safetensors`` (backbone and head), the backbone's
 ``config.json``, tokenizer files, ``labels.json`` and ``classifier.json``; nothing is
-pickled and loading never executes code from the directory.
+pickled and loading never executes code from the directory. A classifier trained with
+LoRA adapters (:mod:`learners.lora`) saves ``adapter.safetensors`` and ``adapter.json``
+instead of the weights and the tokenizer, and loads them onto its base model.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -31,6 +34,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 from transformers.utils import logging as hf_logging
 
 from learners.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from learners.lora import LoraAdapter
 
 __all__ = [
     "CLASSIFIER_FILE",
@@ -145,6 +151,9 @@ class LoadedClassifier:
     model: TextClassifier
     tokenizer: PreTrainedTokenizerBase
     max_length: int = 64
+    #: Set when the encoder is a base model plus this LoRA adapter (merged or live):
+    #: :func:`save_classifier` then writes the adapter and the head, not the weights.
+    adapter: LoraAdapter | None = None
 
 
 def _quiet_hub() -> None:
@@ -186,29 +195,61 @@ def _has_safetensors(path: Path) -> bool | None:
 
 
 def save_classifier(loaded: LoadedClassifier, directory: Path) -> None:
-    """Write weights, config, tokenizer, labels and classifier settings into ``directory``."""
+    """Write weights, config, tokenizer, labels and classifier settings into ``directory``.
+
+    A classifier with a LoRA adapter writes the adapter, the head and ``adapter.json``
+    (which names the base model) instead of the weights and the tokenizer.
+
+    Raises
+    ------
+    ValueError
+        The encoder still carries a live adapter but ``loaded.adapter`` is unset.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     model = loaded.model
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
+    if loaded.adapter is not None:
+        from learners.lora import ADAPTER_JSON, ADAPTER_WEIGHTS
+
+        state = {**loaded.adapter.tensors,
+                 "head.weight": model.head.weight.detach().to("cpu").contiguous(),
+                 "head.bias": model.head.bias.detach().to("cpu").contiguous()}
+        save_file({k: v.contiguous() for k, v in state.items()}, str(directory / ADAPTER_WEIGHTS))
+        (directory / ADAPTER_JSON).write_text(json.dumps(loaded.adapter.describe(), indent=1), encoding="utf-8")
+    else:
+        if hasattr(model.backbone, "merge_and_unload"):
+            raise ValueError("the encoder carries an unmerged adapter: merge it or set loaded.adapter")
+        state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        loaded.tokenizer.save_pretrained(str(directory))
     model.backbone.config.save_pretrained(str(directory))
-    loaded.tokenizer.save_pretrained(str(directory))
     (directory / LABELS_FILE).write_text(json.dumps(model.labels, ensure_ascii=False, indent=1), encoding="utf-8")
     (directory / CLASSIFIER_FILE).write_text(
         json.dumps({"pooling": model.pooling, "max_length": loaded.max_length}, indent=1), encoding="utf-8"
     )
 
 
-def load_classifier(directory: Path, *, device: torch.device | str | None = None) -> LoadedClassifier:
+def load_classifier(directory: Path, *, device: torch.device | str | None = None, merge: bool = True,
+                    base_model: Path | None = None) -> LoadedClassifier:
     """Load a classifier saved by :func:`save_classifier`.
+
+    A LoRA version is rebuilt on its base model: the directory ``adapter.json`` names,
+    else ``base_model``, else the bundled default, whichever has the recorded
+    fingerprint. ``merge`` folds the adapter into the encoder weights (serving,
+    evaluation: exactly the computation the run finished with); ``merge=False`` keeps it
+    live for training to continue.
 
     Raises
     ------
     ModelLoadError
-        Files are missing or do not fit together (e.g. labels.json disagrees with the head).
+        Files are missing or do not fit together (e.g. labels.json disagrees with the head),
+        or a LoRA version's base model is not available.
     """
     directory = Path(directory)
     _check_dir(directory)
+    from learners.lora import ADAPTER_JSON
+
+    if (directory / ADAPTER_JSON).is_file():
+        return _load_lora(directory, device=device, merge=merge, base_model=base_model)
     for name in (WEIGHTS_FILE, LABELS_FILE, CLASSIFIER_FILE):
         if not (directory / name).is_file():
             raise ModelLoadError(f"{directory} is not a lifelong classifier (missing {name})")
@@ -222,19 +263,72 @@ def load_classifier(directory: Path, *, device: torch.device | str | None = None
         state = load_file(str(directory / WEIGHTS_FILE))
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"cannot load classifier from {directory}: {exc}") from exc
+    labels = _checked_labels(directory, labels)
+    model = TextClassifier(backbone, labels, pooling=settings.get("pooling", "mean"))
+    _check_head(directory, state, labels)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{directory}: weights do not fit the model: {exc}") from exc
+    return _finish(LoadedClassifier(model, tokenizer, int(settings.get("max_length", 64))), device)
+
+
+def _checked_labels(directory: Path, labels: object) -> list[str]:
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise ModelLoadError(f"{directory / LABELS_FILE} must be a JSON list of strings")
-    model = TextClassifier(backbone, labels, pooling=settings.get("pooling", "mean"))
+    return labels
+
+
+def _check_head(directory: Path, state: dict[str, Tensor], labels: list[str]) -> None:
     head_rows = state.get("head.weight")
     if head_rows is None or head_rows.shape[0] != len(labels):
         raise ModelLoadError(
             f"{directory}: head has {None if head_rows is None else head_rows.shape[0]} rows "
             f"but labels.json lists {len(labels)} labels"
         )
+
+
+def _finish(loaded: LoadedClassifier, device: torch.device | str | None) -> LoadedClassifier:
+    loaded.model.to(pick_device(str(device)) if device is not None else torch.device("cpu"))
+    loaded.model.eval()
+    return loaded
+
+
+def _load_lora(directory: Path, *, device: torch.device | str | None, merge: bool,
+               base_model: Path | None) -> LoadedClassifier:
+    from learners import lora
+
+    for name in (lora.ADAPTER_WEIGHTS, LABELS_FILE, CLASSIFIER_FILE):
+        if not (directory / name).is_file():
+            raise ModelLoadError(f"{directory} is not a lifelong LoRA classifier (missing {name})")
+    meta = lora.read_adapter_json(directory)
+    config = lora.adapter_config(meta)
+    candidates = [Path(base_model)] if base_model is not None else []
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{directory}: weights do not fit the model: {exc}") from exc
-    model.to(pick_device(str(device)) if device is not None else torch.device("cpu"))
-    model.eval()
-    return LoadedClassifier(model, tokenizer, int(settings.get("max_length", 64)))
+        candidates.append(default_base_model())
+    except ModelLoadError:  # pragma: no cover - a declared dependency
+        pass
+    base = lora.resolve_base(meta["base_model"]["path"], meta["base_model"]["sha256"], candidates)
+    try:
+        labels = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
+        settings = json.loads((directory / CLASSIFIER_FILE).read_text(encoding="utf-8"))
+        state = load_file(str(directory / lora.ADAPTER_WEIGHTS))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load classifier from {directory}: {exc}") from exc
+    labels = _checked_labels(directory, labels)
+    _check_head(directory, state, labels)
+    loaded = load_base(base, labels=labels, pooling=settings.get("pooling", "mean"),
+                       max_length=int(settings.get("max_length", 64)))
+    model = loaded.model
+    head = {name: state.pop(name) for name in ("head.weight", "head.bias") if name in state}
+    try:
+        model.head.load_state_dict({"weight": head["head.weight"], "bias": head["head.bias"]})
+    except (KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"{directory}: head does not fit the model: {exc}") from exc
+    lora.attach_lora(model, config, state)
+    loaded.adapter = lora.LoraAdapter(config=config, base_model=base, base_sha256=meta["base_model"]["sha256"],
+                                      tensors=state)
+    if merge:
+        model.to("cpu")
+        lora.merge_lora(model)
+    return _finish(loaded, device)

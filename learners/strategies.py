@@ -223,12 +223,19 @@ def build_strategy(
     if "ewc" in components:
         ewc = EWCPlugin(ewc_lambda=config.ewc_lambda, mode="online", decay_factor=config.ewc_decay,
                         keep_importance_data=False)
-        if generation > 0:
+        if generation > 0 and any(key.startswith("ewc.importance.") for key in state.tensors):
             for name, param in named.items():
                 saved, imp = state.tensors.get(f"ewc.params.{name}"), state.tensors.get(f"ewc.importance.{name}")
                 if saved is not None and imp is not None:
                     ewc.saved_params[generation - 1][name] = _param_data(name, saved, param.shape, device)
                     ewc.importances[generation - 1][name] = _param_data(name, imp, param.shape, device)
+                else:
+                    # Exported state covers trainable parameters only (a LoRA encoder's frozen
+                    # weights have none, a LoRA parent's adapters are unknown to full fine-tuning):
+                    # zero importance, no anchor, so they add no penalty. Online EWC pairs the old
+                    # importances with the new ones in parameter order, so every name needs one.
+                    ewc.importances[generation - 1][name] = ParamData(
+                        name, init_tensor=torch.zeros(param.shape, dtype=param.dtype, device=device))
         plugins.append(ewc)
     if "si" in components:
         si = SynapticIntelligencePlugin(si_lambda=config.si_lambda)
@@ -256,7 +263,9 @@ def build_strategy(
             agem.update_memory(memory)
         plugins.append(agem)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # Frozen parameters (a LoRA encoder's weights) get no gradient, so AdamW leaves them alone.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
     strategy = _TextStrategy(
         model=model,
         optimizer=optimizer,
@@ -290,21 +299,30 @@ class _Teacher(nn.Module):
 
 
 def export_state(strategy: Any) -> LearnerState:
-    """The learner state the next version needs, taken from a strategy after ``train``."""
+    """The learner state the next version needs, taken from a strategy after ``train``.
+
+    Only trainable parameters are exported: a frozen one (a LoRA encoder's weights) never
+    moves, so its anchor and its (zero) importance would only make the artifact large.
+    """
     state = LearnerState(meta={"generation": int(strategy.clock.train_exp_counter)})
+    trainable = {name for name, param in strategy.model.named_parameters() if param.requires_grad}
     for plugin in strategy.plugins:
         if isinstance(plugin, EWCPlugin):
             last = max(plugin.importances) if plugin.importances else None
             if last is not None:
                 for name, data in plugin.importances[last].items():
-                    state.tensors[f"ewc.importance.{name}"] = data.data.detach().cpu().clone()
+                    if name in trainable:
+                        state.tensors[f"ewc.importance.{name}"] = data.data.detach().cpu().clone()
                 for name, data in plugin.saved_params[last].items():
-                    state.tensors[f"ewc.params.{name}"] = data.data.detach().cpu().clone()
+                    if name in trainable:
+                        state.tensors[f"ewc.params.{name}"] = data.data.detach().cpu().clone()
         elif isinstance(plugin, SynapticIntelligencePlugin):
             for index in (0, 1):
                 for name, data in plugin.ewc_data[index].items():
-                    state.tensors[f"si.ewc{index}.{name}"] = data.data.detach().cpu().clone()
+                    if name in trainable:
+                        state.tensors[f"si.ewc{index}.{name}"] = data.data.detach().cpu().clone()
             for key, values in plugin.syn_data.items():
                 for name, data in values.items():
-                    state.tensors[f"si.{key}.{name}"] = data.data.detach().cpu().clone()
+                    if name in trainable:
+                        state.tensors[f"si.{key}.{name}"] = data.data.detach().cpu().clone()
     return state

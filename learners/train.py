@@ -11,6 +11,10 @@ A candidate directory holds, besides the classifier files of :mod:`learners.mode
 - ``learner_state.safetensors``: the strategy's tensors (EWC/SI importances, anchors);
 - ``learner_state.json``: generation, strategy config, replay-buffer state, training
   figures.
+
+With ``spec.adapter`` set to ``lora`` the encoder is frozen and LoRA adapters are
+trained instead; the candidate then stores the adapter and the head rather than the
+weights (see :mod:`learners.lora` for the design).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,12 +35,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learners.buffer import BufferConfig, ReplayBuffer
-from learners.config import StrategyConfig
+from learners.config import AdapterConfig, StrategyConfig, check_adapter
 from learners.data import Example, make_dataset
 from learners.discriminant import DiscriminantStats, embed_texts
 from learners.errors import ModelLoadError
 from learners.handoff import LearnerState, Progress
-from learners.model import LoadedClassifier, load_base, load_classifier, pick_device, save_classifier
+from learners.model import (
+    LoadedClassifier,
+    default_base_model,
+    load_base,
+    load_classifier,
+    pick_device,
+    save_classifier,
+)
 
 __all__ = [
     "STATE_JSON",
@@ -79,6 +90,11 @@ class TrainingSpec:
     #: Sample ids deleted since the parent's buffer chose them; they leave the buffer
     #: before this run adds to it (``ReplayBuffer.forget``).
     forget_ids: Sequence[int] = ()
+    #: ``lora``: train low-rank adapters instead of every encoder weight (not with slda).
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+
+    def __post_init__(self) -> None:
+        check_adapter(self.strategy, self.adapter)
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,12 @@ class TrainingResult:
     duration_seconds: float
     final_loss: float | None
     reason: str | None = None
+    #: Bytes of every file written into the candidate directory.
+    artifact_bytes: int = 0
+    #: Parameters the run trained (with LoRA: the adapters and the head).
+    trainable_parameters: int = 0
+    #: ``adapter.json`` of a LoRA candidate (settings, base model path and fingerprint); else ``None``.
+    adapter: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,12 +161,52 @@ def _seed_everything(seed: int) -> None:
 
 
 def _load_start(spec: TrainingSpec) -> tuple[LoadedClassifier, ParentState]:
+    lora = spec.adapter.enabled
     if spec.parent_dir is not None:
-        return load_classifier(spec.parent_dir), load_parent_state(spec.parent_dir)
+        # A LoRA parent keeps its adapter live when this run trains it further.
+        loaded = load_classifier(spec.parent_dir, merge=not lora, base_model=spec.base_model)
+        parent = load_parent_state(spec.parent_dir)
+        if not lora and "slda" not in spec.strategy.components:
+            loaded.adapter = None  # full fine-tuning changes the merged encoder: save it whole
+        return loaded, parent
     loaded = load_base(spec.base_model, max_length=spec.strategy.max_length)
     return loaded, ParentState(LearnerState(), 0, None)
 
 
+def _start_adapter(loaded: LoadedClassifier, spec: TrainingSpec) -> tuple[Path, str] | None:
+    """Make ``loaded``'s encoder carry a trainable LoRA adapter; returns the base model it
+    applies to (path, fingerprint), or ``None`` when the encoder is not a base model's
+    (a fully fine-tuned parent: the result is then saved whole).
+
+    Raises
+    ------
+    ModelLoadError
+        The parent's adapter has another shape than ``spec.adapter`` asks for.
+    """
+    from learners import lora
+
+    config = spec.adapter
+    if loaded.adapter is not None:  # a LoRA parent, adapter live: continue it
+        have = loaded.adapter.config
+        if (have.r, have.alpha, have.target_modules) != (config.r, config.alpha, config.target_modules):
+            raise ModelLoadError(
+                f"the parent's LoRA adapter has r={have.r}, alpha={have.alpha}, "
+                f"target_modules={list(have.target_modules)} but training.adapter asks for r={config.r}, "
+                f"alpha={config.alpha}, target_modules={list(config.target_modules)}; an adapter's shape is fixed "
+                "within a lineage: restore those settings, or set training.adapter to 'none' to fine-tune fully"
+            )
+        return loaded.adapter.base_model, loaded.adapter.base_sha256
+    base = Path(spec.base_model) if spec.base_model is not None else default_base_model()
+    if spec.parent_dir is not None:
+        reference = load_base(base).model.backbone
+        if not lora.same_encoder(loaded.model.backbone, reference):
+            logger.warning("LoRA run on a fully fine-tuned parent: its encoder is not the base model's, so this "
+                           "version is saved with all its weights (adapter-only artifacts need a lineage that "
+                           "started from the base model or trained with slda)")
+            lora.attach_lora(loaded.model, config)
+            return None
+    lora.attach_lora(loaded.model, config)
+    return base, lora.base_fingerprint(base)
 def _fit_discriminant(loaded: LoadedClassifier, parent: ParentState, spec: TrainingSpec,
                       index: dict[str, int]) -> LearnerState:
     """Strategy ``slda``: add the new examples' features to the parent's statistics and set
@@ -212,11 +274,12 @@ def train_candidate(
         torch.set_num_threads(spec.torch_threads)
     device = pick_device(spec.device)
     model = loaded.model
+    base = _start_adapter(loaded, spec) if spec.adapter.enabled else None
     parent_model = None
     if "lwf" in config.components and parent_labels:
-        import copy
+        from learners.lora import merged_copy
 
-        parent_model = copy.deepcopy(model)
+        parent_model = merged_copy(model)  # the teacher needs no adapter (none to train, none to pay for)
     # Sorted, so a label's head row does not depend on the order examples arrived in.
     new_labels = model.grow(sorted({ex.label for ex in spec.train} | {ex.label for ex in spec.replay}))
     model.to(device).train()
@@ -237,19 +300,24 @@ def train_candidate(
         state = _fit_discriminant(loaded, parent, spec, index)
         train_seconds = time.perf_counter() - train_started
         examples_seen[0] = len(spec.train)
+        trainable = model.head.weight.numel() + model.head.bias.numel()
     else:
         # Built only here: a discriminant head needs no Avalanche dataset, and so no Avalanche import.
         train_data = make_dataset(spec.train, tokenizer=loaded.tokenizer, label_index=index,
                                   max_length=config.max_length)
         memory = (make_dataset(spec.replay, tokenizer=loaded.tokenizer, label_index=index,
                                max_length=config.max_length) if spec.replay else None)
+        train_config = config
+        if spec.adapter.enabled and spec.adapter.learning_rate is not None:
+            train_config = config.model_copy(update={"learning_rate": spec.adapter.learning_rate})
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         with warnings.catch_warnings():
             # Avalanche warns that no metric loggers are attached: lifelong evaluates on its own.
             warnings.filterwarnings("ignore", message="No loggers specified")
             from learners.strategies import build_strategy, export_state  # Avalanche: the worker only
 
             strategy = build_strategy(
-                model=model, config=config, device=device, memory=memory, state=parent.state,
+                model=model, config=train_config, device=device, memory=memory, state=parent.state,
                 parent_model=parent_model, parent_label_count=len(parent_labels), generation=parent.generation,
                 progress=_on_progress, progress_every_s=1.0, cancelled=cancelled,
             )
@@ -266,6 +334,8 @@ def train_candidate(
                   labels=[index[ex.label] for ex in sorted(spec.train, key=lambda e: e.sample_id)])
     model.eval()
     model.to("cpu")
+    if spec.adapter.enabled:
+        _finish_adapter(loaded, spec.adapter, base)
     out = spec.output_dir
     save_classifier(loaded, out)
     if state.tensors:
@@ -278,6 +348,7 @@ def train_candidate(
         generation=generation, examples_trained=examples,
         examples_per_second=examples / train_seconds if train_seconds > 0 else 0.0,
         duration_seconds=time.perf_counter() - started, final_loss=losses[-1] if losses else None,
+        trainable_parameters=trainable, adapter=loaded.adapter.describe() if loaded.adapter is not None else None,
     )
     meta = {
         "generation": generation,
@@ -288,8 +359,25 @@ def train_candidate(
         "examples_trained": examples,
         "examples_per_second": result.examples_per_second,
         "torch_threads": torch.get_num_threads(),
+        "adapter": result.adapter,
+        "trainable_parameters": trainable,
     }
     (out / STATE_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    logger.info("trained generation %d on %d examples (%d new labels) at %.1f examples/s",
-                generation, len(spec.train), len(new_labels), result.examples_per_second)
-    return result
+    size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
+    logger.info("trained generation %d on %d examples (%d new labels) at %.1f examples/s; %d trainable "
+                "parameters, artifact %.2f MB", generation, len(spec.train), len(new_labels),
+                result.examples_per_second, trainable, size / 1e6)
+    return replace(result, artifact_bytes=size)
+
+
+def _finish_adapter(loaded: LoadedClassifier, config: AdapterConfig, base: tuple[Path, str] | None) -> None:
+    """Take the trained adapter out of the encoder, merge it in (on the CPU, as loading
+    does) and record what the candidate stores: the adapter, or everything when the
+    encoder was not a base model's."""
+    from learners.lora import LoraAdapter, adapter_tensors, merge_lora
+
+    tensors = adapter_tensors(loaded.model)
+    merge_lora(loaded.model)
+    kept = loaded.adapter.config if loaded.adapter is not None else config
+    loaded.adapter = (LoraAdapter(config=kept, base_model=base[0], base_sha256=base[1], tensors=tensors)
+                      if base is not None else None)

@@ -3,6 +3,11 @@
 A training worker writes a candidate directory (weights as safetensors, ``config.json``,
 tokenizer files, ``labels.json``, learner state); :meth:`ArtifactStore.publish` checks it,
 records the SHA-256 of every file in ``manifest.json`` and renames it to ``<root>/<version>``.
+The store does not care which files a version has: a LoRA version (``training.adapter:
+lora``) holds ``adapter.safetensors`` and ``adapter.json`` instead of the weights and the
+tokenizer, and is hashed and verified file by file the same way. Its base model lives
+outside the store; ``adapter.json`` (covered by the checksums) and the lineage name it by
+fingerprint, and loading refuses a base whose fingerprint differs (``learners.lora``).
 
 Why it is built this way:
 

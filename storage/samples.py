@@ -69,14 +69,26 @@ def examples_by_ids(session: Session, ids: Sequence[int]) -> list[StoredExample]
 
 
 def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
-                     up_to_id: int | None = None, with_meta: bool = False) -> list[StoredExample]:
+                     up_to_id: int | None = None, with_meta: bool = False,
+                     newest_per_label: int | None = None) -> list[StoredExample]:
     """Held-out samples (of ``labels`` if given, up to ``up_to_id`` if given), oldest first;
-    ``with_meta`` reads each sample's ``meta`` too."""
+    ``with_meta`` reads each sample's ``meta`` too. ``newest_per_label`` keeps only each
+    label's newest that many, chosen in the database, so that an evaluation's time and
+    memory stop growing with the stream while every label keeps its support."""
     query = _select().where(Sample.held_out.is_(True))  # type: ignore[attr-defined,union-attr]
     if with_meta:
         query = query.add_columns(Sample.meta)  # type: ignore[attr-defined]
     if up_to_id is not None:
         query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
+    if newest_per_label is not None:
+        ranked = (select(Sample.id.label("ranked_id"),  # type: ignore[attr-defined]
+                         func.row_number().over(partition_by=Sample.label_id,
+                                                order_by=Sample.id.desc()).label("rank"))  # type: ignore[attr-defined]
+                  .where(Sample.held_out.is_(True)))  # type: ignore[attr-defined]
+        if up_to_id is not None:
+            ranked = ranked.where(Sample.id <= up_to_id)  # type: ignore[operator]
+        newest = ranked.subquery()
+        query = query.join(newest, newest.c.ranked_id == Sample.id).where(newest.c["rank"] <= newest_per_label)
     rows = [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]
     if labels is not None:
         wanted = set(labels)

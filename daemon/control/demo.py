@@ -153,7 +153,7 @@ class _NaiveBaseline:
             result = train_candidate(TrainingSpec(
                 output_dir=self.root / f"naive-{stage}", train=new, buffer=BufferConfig(size=0),
                 strategy=training.strategy.model_copy(update={"name": "naive"}), parent_dir=self.parent,
-                base_model=training.base_model, torch_threads=training.torch_threads))
+                base_model=training.base_model, torch_threads=training.torch_threads, adapter=training.adapter))
             if result.output_dir is not None:
                 self.parent = Path(result.output_dir)
         texts, truth = [e.text for e in heldout], [e.label for e in heldout]

@@ -82,7 +82,7 @@ def train_offline(
     spec = TrainingSpec(
         output_dir=output, train=examples, strategy=config, buffer=training.buffer.to_config(),
         parent_dir=parent, base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
-        device=training.device, torch_threads=training.torch_threads,
+        device=training.device, torch_threads=training.torch_threads, adapter=training.adapter,
     )
     result = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress,
                             start_method=training.worker_start).run()

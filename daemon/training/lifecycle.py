@@ -278,6 +278,7 @@ class Lifecycle:
                 parent_dir=self.store.path_for(start.name) if start else None,
                 base_model=training.base_model, min_samples_per_label=training.min_samples_per_label,
                 device=training.device, torch_threads=training.torch_threads, forget_ids=sorted(forget_ids),
+                adapter=training.adapter,
             )
             self._worker = TrainingWorker(spec, timeout_s=training.timeout_s, on_progress=on_progress,
                                           start_method=training.worker_start)
@@ -294,7 +295,10 @@ class Lifecycle:
                 self._worker = None
             clock.record("train", started, examples=result.examples_trained,
                          examples_per_second=round(result.examples_per_second, 2), new_labels=result.new_labels,
-                         flagged_labels=result.flagged_labels)
+                         flagged_labels=result.flagged_labels,
+                         **({"adapter": training.adapter.name, "artifact_bytes": result.artifact_bytes,
+                             "trainable_parameters": result.trainable_parameters}
+                            if training.adapter.enabled else {}))
 
             if self._stopping():
                 return self._cancelled(run_id)
@@ -326,6 +330,8 @@ class Lifecycle:
                 "replay_examples": len(replay),
                 "generation": result.generation,
                 "run_id": run_id,
+                # A LoRA version holds only its adapter and head: the base model it applies to, by fingerprint.
+                **({"adapter": result.adapter} if result.adapter is not None else {}),
             }
             metrics = {**outcome.summary(), "gate": decision.to_dict()}
             manifest = self.store.publish(candidate_dir, version, lineage=lineage, metrics=metrics)
@@ -467,7 +473,8 @@ class Lifecycle:
             production = serving.loaded if serving and serving.version == parent.name else \
                 self.predictor.prepare(parent.name, checksum=parent.checksum).loaded
         with Session(self.engine) as session:
-            heldout = heldout_examples(session, up_to_id=up_to, with_meta=bool(self.settings.gate.slices))
+            heldout = heldout_examples(session, up_to_id=up_to, with_meta=bool(self.settings.gate.slices),
+                                       newest_per_label=self.settings.evaluation.max_heldout_per_label)
         evaluation = self.settings.evaluation
         recorded = (parent.metrics or {}).get("calibration") if parent is not None else None
         return evaluate_models(candidate, production, heldout, recent_window=evaluation.recent_window,

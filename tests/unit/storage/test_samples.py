@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from storage.engine import make_engine, upgrade
 from storage.models import Label, Sample
-from storage.samples import recent_training_examples
+from storage.samples import heldout_examples, recent_training_examples
 
 
 @pytest.fixture
@@ -39,3 +39,23 @@ def test_recent_training_examples_respect_the_snapshot_and_skip_unknown_labels(s
     got = recent_training_examples(session, labels=["a", "zzz"], per_label=10, up_to_id=5)
     assert [e.sample_id for e in got] == [1, 4]
     assert recent_training_examples(session, labels=[], per_label=10) == []
+
+
+def test_heldout_examples_keep_each_labels_newest_when_capped(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with Session(engine) as s:
+        labels = {name: Label(name=name) for name in ("a", "b")}
+        s.add_all(labels.values())
+        s.commit()
+        for offset, name in enumerate("aababbaaab", start=1):  # ids 1..10, all held out but id 10
+            s.add(Sample(text=f"{name}{offset}", label_id=labels[name].id, topic="t", partition=0, offset=offset,
+                         content_hash=f"{offset:064d}", held_out=offset != 10, meta={"n": offset}))
+        s.commit()
+        capped = heldout_examples(s, newest_per_label=2)
+        assert [(e.sample_id, e.label) for e in capped] == [(5, "b"), (6, "b"), (8, "a"), (9, "a")]
+        snapshot = heldout_examples(s, newest_per_label=2, up_to_id=6, with_meta=True)
+        assert [(e.sample_id, e.meta) for e in snapshot] == [(2, {"n": 2}), (4, {"n": 4}), (5, {"n": 5}),
+                                                             (6, {"n": 6})]
+        assert len(heldout_examples(s)) == 9
+    engine.dispose()
