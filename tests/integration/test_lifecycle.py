@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import text
 from sqlmodel import Session
 
 from daemon.config import KafkaSettings, Settings
@@ -88,6 +89,23 @@ class TestFirstModel:
             served = lifecycle.predictor.serving
             assert served is not None and served.calibration is not None
             assert served.calibration.to_dict() == calibration
+
+    def test_evaluation_scores_each_labels_newest_held_out_samples_up_to_the_cap(
+        self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path, tiny_bert: Path
+    ) -> None:
+        settings = _settings(broker, topic, sqlite_url, tmp_path, tiny_bert)
+        settings = settings.model_copy(update={
+            "ingest": settings.ingest.model_copy(update={"heldout_fraction": 0.5}),
+            "evaluation": settings.evaluation.model_copy(update={"max_heldout_per_label": 10})})
+        _ingest(broker, topic, settings, _stage(STAGE1, 50, seed=1), already=0)
+        lifecycle = _lifecycle(settings)
+        run = lifecycle.run_cycle(trigger="manual")
+        assert run.outcome == "promoted"
+        with Session(lifecycle.engine) as session:
+            version = registry.get_version(session, "v0001")
+            held = session.execute(text("SELECT count(*) FROM sample WHERE held_out")).scalar_one()
+        assert held > 3 * 10  # more than the cap was held out ...
+        assert version.metrics["candidate"]["all"]["n"] == 3 * 10  # ... and each label scored on its newest 10
 
     def test_no_new_data_skips_the_run(self, broker: EmbeddedBroker, topic: str, sqlite_url: str, tmp_path: Path,
                                        tiny_bert: Path) -> None:
