@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CLINC150", "Dataset", "DatasetError", "Stage", "load_dataset", "plan_stages"]
+__all__ = ["CLINC150", "Dataset", "DatasetError", "Stage", "all_texts", "load_dataset", "plan_stages"]
 
 #: Where CLINC150 lies in this workspace (``../shared/datasets`` beside the repository).
 CLINC150 = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "clinc150" / "data_full.json"
@@ -100,6 +100,23 @@ def plan_stages(dataset: Dataset, *, tasks: int | None, classes_per_task: int | 
     labels = sorted(known)
     random.Random(seed).shuffle(labels)
     return [Stage(i + 1, labels[i * classes_per_task:(i + 1) * classes_per_task]) for i in range(tasks)]
+
+
+def all_texts(path: Path) -> list[str]:
+    """Every text of ``path``, labelled or not: all splits of CLINC150's JSON (``val`` and the
+    out-of-scope ones too, 23,700 texts), or a CSV/JSONL file of ``text,label`` rows. For the
+    benchmarks that need utterances rather than a split (ingest, redaction)."""
+    if path.suffix.lower() != ".json":
+        return [text for text, _ in _read_pairs(path)]
+    if not path.is_file():
+        raise DatasetError(f"dataset {path} not found (pass CLINC150's data_full.json or a CSV/JSONL file)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DatasetError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected an object of splits, each a list of [text, label] pairs")
+    return [text for split, rows in data.items() if isinstance(rows, list) for text, _ in _pairs(path, rows, split)]
 
 
 def _read_clinc(path: Path) -> Dataset:

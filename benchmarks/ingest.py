@@ -53,6 +53,7 @@ import kafka.record.util
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text as sql_text
 
+from benchmarks.datasets import all_texts
 from daemon.config import ConfigError, KafkaSettings, load_settings
 from daemon.ingest.broker import EmbeddedBroker, create_topics
 from daemon.ingest.consumer import Ingestor
@@ -114,13 +115,6 @@ def _spelled(index: int) -> str:
         letters = chr(ord("a") + rest) + letters
         if not index:
             return letters
-
-
-def read_texts(path: Path) -> list[str]:
-    """Texts of a CLINC150 ``data_full.json`` or of a JSONL file with a ``text`` field."""
-    if path.suffix == ".json":
-        return [text for split in json.loads(path.read_text(encoding="utf-8")).values() for text, _ in split]
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def produce(bootstrap: str, topic: str, start: int, count: int, factory: RecordFactory) -> float:
@@ -412,7 +406,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "kafka_python_crc32c": crc32c_implementation(), "texts": str(args.texts) if args.texts else "synthetic",
         },
     }  # fmt: skip
-    factory = RecordFactory(texts=read_texts(args.texts) if args.texts else None)
+    factory = RecordFactory(texts=all_texts(args.texts) if args.texts else None)
     kafka_defaults = KafkaSettings()
     print(f"kafka-python CRC-32C: {crc32c_implementation()}; {os.cpu_count()} CPUs")
     topic = "bench-ingest"
@@ -538,7 +532,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--variant", type=_variant, action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
         help="also ingest each round with these ingest settings (values as JSON), e.g. "
              "'keep:relabeled_text=\"keep\"'; its rate is reported beside the default's (repeatable)")
-    add("--texts", type=Path, help="phrases from this file (CLINC150 data_full.json, or JSONL with 'text') instead "
+    add("--texts", type=Path, help="phrases from this file (CLINC150 data_full.json, or CSV/JSONL text,label) instead "
                                    "of the synthetic ones; the unique suffix is then spelled in letters")
     add("--check", action="store_true", help="exit with status 1 when a target is missed")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.datasets import DatasetError, all_texts
 from daemon.ingest.redaction import Redactor
 
 SAMPLE = Path(__file__).resolve().parents[1] / "daemon" / "data" / "clinc150_sample.jsonl"
@@ -37,15 +38,6 @@ VALUES = {
     "iban": ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432"],
     "ip": ["192.168.10.20", "fe80::1ff:fe23:4567:890a"],
 }
-
-
-def load_texts(data: Path | None) -> list[str]:
-    if data is None:
-        return [json.loads(line)["text"] for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not data.exists():
-        raise SystemExit(f"error: {data} does not exist: pass CLINC150's data_full.json or leave --data out")
-    loaded = json.loads(data.read_text(encoding="utf-8"))
-    return [text for split in loaded.values() for text, _ in split]
 
 
 def with_pii(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str | None]]:
@@ -71,7 +63,10 @@ def timed(redactor: Redactor, texts: list[str]) -> tuple[list[str], float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    texts = load_texts(args.data)
+    try:
+        texts = all_texts(args.data or SAMPLE)
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc}") from None
     started = time.perf_counter()
     redactor = Redactor(["email", "phone", "card", "iban", "ip"], phone_regions=args.phone_regions)
     figures: dict[str, Any] = {"texts": len(texts), "build_s": round(time.perf_counter() - started, 2), "sets": {}}

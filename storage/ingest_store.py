@@ -260,7 +260,6 @@ def _supersede(session: Session, result: BatchResult,
             if final[(key, sample.text)] == sample.label]
     result.superseded += len(fresh) - len(keep)
     fresh, keys = [fresh[i] for i in keep], [keys[i] for i in keep]
-    wanted = final
     table = Sample.__table__
     label_table = Label.__table__
     stale: list[tuple[int, int, bool]] = []
@@ -271,7 +270,7 @@ def _supersede(session: Session, result: BatchResult,
                  .join(label_table, label_table.c.id == table.c.label_id)
                  .where(table.c.text_key.in_(ordered[start: start + _IN_CHUNK])))
         for sample_id, key, text, label_id, held_out, name in session.execute(query):
-            label = wanted.get((key, text))
+            label = final.get((key, text))
             if label is not None and label != name:
                 stale.append((sample_id, label_id, held_out))
     if stale:

@@ -10,14 +10,13 @@ from sqlmodel import Session
 
 from daemon.config import ConfigError, Settings
 from daemon.ingest.broker import EmbeddedBroker
-from daemon.serving.predictor import Predictor
 from daemon.training.lifecycle import Lifecycle
 from learners.lora import ADAPTER_JSON, ADAPTER_WEIGHTS, base_fingerprint
 from learners.model import WEIGHTS_FILE
 from storage import registry
-from storage.artifacts import MANIFEST_FILE, ArtifactStore
-from storage.engine import make_engine
-from tests.conftest import produce, record, running_ingestor, settings_for
+from storage.artifacts import MANIFEST_FILE
+from tests.conftest import settings_for
+from tests.integration.test_lifecycle import _ingest, _lifecycle
 from tests.tiny_model import build_tiny_bert, synthetic_examples
 
 LABELS = ["c0", "c1", "c2", "c3", "c4", "c5"]
@@ -38,20 +37,6 @@ def _settings(broker: EmbeddedBroker, topic: str, url: str, tmp_path: Path, tiny
                     "target_modules": ["word_embeddings", "query", "value"]},
         "buffer": {"size": 60},
     })
-
-
-def _ingest(broker: EmbeddedBroker, topic: str, settings: Settings, examples, *, already: int) -> int:
-    sent = produce(broker.bootstrap_servers, topic, [record(e.text, e.label, id=f"s{already + i}")
-                                                     for i, e in enumerate(examples)])
-    with running_ingestor(settings) as running:
-        running.wait_stored(already + sent)
-    return already + sent
-
-
-def _lifecycle(settings: Settings) -> Lifecycle:
-    store = ArtifactStore(settings.data_dir / "models")
-    return Lifecycle(settings=settings, engine=make_engine(settings.database_url), store=store,
-                     predictor=Predictor(store), publisher=None)
 
 
 def _accuracy(lifecycle: Lifecycle, labels: list[str]) -> float:

@@ -3,17 +3,15 @@ and the false-positive rate on CLINC150's ordinary texts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from benchmarks.datasets import CLINC150, all_texts
 from daemon.config import ConfigError, load_settings
 from daemon.ingest.redaction import Redactor
 
-ROOT = Path(__file__).resolve().parents[3]
-CLINC150 = ROOT.parent / "shared" / "datasets" / "clinc150" / "data_full.json"
-SAMPLE = ROOT / "daemon" / "data" / "clinc150_sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "daemon" / "data" / "clinc150_sample.jsonl"
 #: The measured rate is 0 of 23,700 (benchmarks/README.md); the bound leaves room for a
 #: library update's new heuristics without letting ordinary texts lose words.
 MAX_FALSE_POSITIVE_RATE = 0.001
@@ -70,16 +68,9 @@ def test_only_the_configured_kinds_are_replaced() -> None:
     assert redacted.text == "mail a@b.io the card <CARD>"
 
 
-def _clinc150_texts() -> list[str]:
-    """All 23,700 CLINC150 texts where the dataset is beside the checkout, else the bundled 1,200."""
-    if CLINC150.exists():
-        data = json.loads(CLINC150.read_text(encoding="utf-8"))
-        return [text for split in data.values() for text, _ in split]
-    return [json.loads(line)["text"] for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def test_false_positives_on_clinc150_texts_stay_below_the_bound(redactor: Redactor) -> None:
-    texts = _clinc150_texts()
+    # All 23,700 CLINC150 texts where the dataset is beside the checkout, else the bundled 1,200.
+    texts = all_texts(CLINC150 if CLINC150.exists() else SAMPLE)
     assert len(texts) in (1_200, 23_700)
     redacted, found = redactor.redact_all(texts)
     changed = [before for before, after in zip(texts, redacted, strict=True) if before != after]
