@@ -33,6 +33,7 @@ SUITE = [
     "tests/integration/test_crash_recovery.py::TestSigkill",
     "tests/integration/test_faults.py",
     "tests/integration/test_broker_outage.py::TestBrokerGoneMidRun",
+    "tests/integration/test_broker_outage.py::TestBrokerRestartedEmpty",
     "tests/integration/test_broker_outage.py::TestBrokerRefusesTheCredentials",
     "tests/integration/test_broker_outage.py::TestBrokerCertificateNotTrusted",
     "tests/integration/test_database_unavailable.py::TestFailedWriteLeaksNoSampleText",

@@ -112,6 +112,12 @@ class Metrics:
             "Stored samples replaced because their text arrived again with another label "
             "(ingest.relabeled_text: supersede).", registry=r,
         )
+        self.topic_recreated = Counter(
+            "lifelong_ingest_topic_recreated",
+            "Times a topic came back with another broker topic id (deleted and created again, or a "
+            "memory-only broker restarted empty): its new log is read from offset 0.",
+            ["topic"], registry=r,
+        )
         self.records_duplicate = Counter(
             "lifelong_ingest_records_duplicate",
             "Records skipped because they were already stored, by kind (position: same topic/partition/offset; "

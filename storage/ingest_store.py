@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -42,7 +42,10 @@ __all__ = [
     "NewDeadLetter",
     "NewSample",
     "PartitionPosition",
+    "StoredLog",
+    "load_logs",
     "load_offsets",
+    "start_new_log",
     "stored_hashes",
     "write_ingest_batch",
 ]
@@ -92,6 +95,19 @@ class PartitionPosition:
     partition: int
     next_offset: int
     high_watermark: int | None = None
+    #: The broker's id of the topic read (``None`` when the broker does not say).
+    topic_id: str | None = None
+    #: Added to this log's offsets in stored positions (see :class:`ConsumerOffset`).
+    offset_base: int = 0
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """What the database knows of one partition's log: where to resume and which log it was."""
+
+    next_offset: int
+    offset_base: int
+    topic_id: str | None
 
 
 @dataclass
@@ -121,6 +137,41 @@ def load_offsets(session: Session, *, topics: Iterable[str] | None = None) -> di
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"cannot read stored offsets: {exc}") from exc
     return {(topic, partition): offset for topic, partition, offset in rows}
+
+
+def load_logs(session: Session, topics: Iterable[str]) -> dict[tuple[str, int], StoredLog]:
+    """Every stored partition of ``topics`` with its resume offset, offset base and topic id."""
+    table = ConsumerOffset.__table__
+    query = select(table.c.topic, table.c.partition, table.c.next_offset, table.c.offset_base,
+                   table.c.topic_id).where(table.c.topic.in_(list(topics)))
+    try:
+        rows = session.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"cannot read stored offsets: {exc}") from exc
+    return {(topic, partition): StoredLog(offset, base, topic_id) for topic, partition, offset, base, topic_id in rows}
+
+
+def start_new_log(session: Session, topic: str, topic_id: str) -> dict[int, int]:
+    """Take ``topic`` as a new log (it was recreated): resume every partition at 0, past the old positions.
+
+    Each partition's new base is the old base plus the old log's next offset, which lies past
+    every position stored from the old log, so the new log's records are never mistaken for
+    replays of the old one's. Returns the new base per partition; committed here.
+    """
+    table = ConsumerOffset.__table__
+    try:
+        rows = session.execute(select(table.c.partition, table.c.next_offset, table.c.offset_base)
+                               .where(table.c.topic == topic)).all()
+        bases = {partition: base + offset for partition, offset, base in rows}
+        for partition, base in bases.items():
+            session.execute(update(table).where(and_(table.c.topic == topic, table.c.partition == partition))
+                            .values(next_offset=0, offset_base=base, topic_id=topic_id, high_watermark=None,
+                                    updated_at=utcnow()))
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise StoreUnavailable(f"cannot record the new log of topic {topic}: {exc}") from exc
+    return bases
 
 
 def _stored_positions(session: Session, table: Any, records: Sequence[Any]) -> set[tuple[str, int, int]]:
@@ -182,6 +233,8 @@ def _upsert_positions(session: Session, positions: Sequence[PartitionPosition]) 
             "partition": p.partition,
             "next_offset": p.next_offset,
             "high_watermark": p.high_watermark,
+            "topic_id": p.topic_id,
+            "offset_base": p.offset_base,
             "updated_at": now,
         }
         for p in positions
@@ -194,6 +247,9 @@ def _upsert_positions(session: Session, positions: Sequence[PartitionPosition]) 
             set_={
                 "next_offset": statement.excluded.next_offset,
                 "high_watermark": statement.excluded.high_watermark,
+                # A broker that names no topic id keeps the one recorded.
+                "topic_id": func.coalesce(statement.excluded.topic_id, table.c.topic_id),
+                "offset_base": statement.excluded.offset_base,
                 "updated_at": statement.excluded.updated_at,
             },
         )

@@ -179,6 +179,14 @@ class ConsumerOffset(SQLModel, table=True):
     next_offset: int = Field(sa_type=BigInteger)
     #: The partition's fetch high-watermark when last seen; lag = high_watermark - next_offset.
     high_watermark: int | None = Field(default=None, sa_type=BigInteger)
+    #: The broker's id of the topic these offsets were read from (Kafka topic ids, metadata v10+):
+    #: a different id means the topic was deleted and created again, or a memory-only broker
+    #: restarted empty, and these offsets belong to a log that no longer exists.
+    topic_id: str | None = Field(default=None, max_length=36)
+    #: Where this log's offset 0 lies among the positions stored for the partition: samples and
+    #: dead letters store ``offset_base + offset``, so a recreated topic's records never collide
+    #: with the old log's (0 until a topic is first recreated).
+    offset_base: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
     updated_at: datetime = _ts_column()
 
 

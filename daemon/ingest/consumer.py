@@ -48,7 +48,8 @@ from storage.ingest_store import (
     NewDeadLetter,
     NewSample,
     PartitionPosition,
-    load_offsets,
+    load_logs,
+    start_new_log,
     write_ingest_batch,
 )
 from storage.split import HeldOutPolicy, content_hash
@@ -162,6 +163,10 @@ class Ingestor:
         if ingest.redact_pii:
             self.redactor = Redactor(ingest.redact_pii, phone_regions=ingest.pii_phone_regions)
         self._redacted: Counter[str] = Counter()
+        #: Per partition, the stored positions' offset base, and per topic the broker topic id
+        #: the stored offsets were read under (see storage.models.ConsumerOffset).
+        self._offset_bases: dict[tuple[str, int], int] = {}
+        self._topic_ids: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -290,6 +295,8 @@ class Ingestor:
             self.metrics.ingest_failing.set(0)
             self._update_lag_from_consumer()
             return None
+        if self._start_recreated_logs(polled):
+            return None
         started = time.perf_counter()
         samples, letters, positions, count = self._decode(polled)
         self.metrics.records_consumed.inc(count)
@@ -318,6 +325,7 @@ class Ingestor:
             if not records:
                 continue
             count += len(records)
+            base = self._offset_bases.get((tp.topic, tp.partition), 0)
             for record in records:
                 value = record.value
                 checked = validate(value, self._limits)
@@ -332,7 +340,7 @@ class Ingestor:
                         NewDeadLetter(
                             topic=tp.topic,
                             partition=tp.partition,
-                            offset=record.offset,
+                            offset=base + record.offset,
                             reason=checked.reason.value,
                             detail=checked.detail,
                             raw=raw,
@@ -350,7 +358,7 @@ class Ingestor:
                         NewSample(
                             topic=tp.topic,
                             partition=tp.partition,
-                            offset=record.offset,
+                            offset=base + record.offset,
                             text=checked.text,
                             label=checked.label,
                             content_hash=checked.content_hash,
@@ -360,7 +368,8 @@ class Ingestor:
                         )
                     )
             high = consumer.highwater(tp) if consumer is not None else None
-            positions.append(PartitionPosition(tp.topic, tp.partition, records[-1].offset + 1, high))
+            positions.append(PartitionPosition(tp.topic, tp.partition, records[-1].offset + 1, high,
+                                               topic_id=self._broker_topic_id(tp.topic), offset_base=base))
         return samples, letters, positions, count
 
     def _store(
@@ -425,6 +434,8 @@ class Ingestor:
             m.labels_stored.inc(len(result.new_labels))
             logger.info("new labels: %s", ", ".join(result.new_labels))
         for p in positions:
+            if p.topic_id is not None:
+                self._topic_ids[p.topic] = p.topic_id
             if p.high_watermark is not None:
                 m.consumer_lag.labels(topic=p.topic, partition=str(p.partition)).set(max(0, p.high_watermark - p.next_offset))
         if result.dead_letters:
@@ -458,15 +469,58 @@ class Ingestor:
             self._seek_to_stored(sorted(wanted))
             self.health.assigned = _names(sorted(wanted))
 
+    def _broker_topic_id(self, topic: str) -> str | None:
+        """The broker's id for ``topic`` from the consumer's metadata; ``None`` if it names none.
+
+        kafka-python 3 keeps topic ids in its cluster metadata but has no public accessor.
+        """
+        cluster = getattr(self._consumer, "_cluster", None)
+        topic_id = cluster.topic_id(topic) if cluster is not None and hasattr(cluster, "topic_id") else None
+        return None if topic_id is None or topic_id.int == 0 else str(topic_id)
+
+    def _start_recreated_logs(self, polled: dict[TopicPartition, list[Any]]) -> bool:
+        """A topic whose broker id changed is a new log: resume it at 0, past the old positions.
+
+        Without this, a topic deleted and created again, or a memory-only broker restarted
+        empty, would be read from the old log's offsets (skipping the new log's first
+        records), and the records it did read would collide with the old log's stored
+        positions and be dropped as replays. The polled batch is not stored: every polled
+        partition is sought back to its stored offset, the recreated ones to 0.
+        """
+        recreated = []
+        for topic in sorted({tp.topic for tp in polled}):
+            known, current = self._topic_ids.get(topic), self._broker_topic_id(topic)
+            if known is not None and current is not None and known != current:
+                recreated.append((topic, known, current))
+        if not recreated:
+            return False
+        for topic, known, current in recreated:
+            with Session(self.engine) as session:
+                bases = start_new_log(session, topic, current)
+            self._topic_ids[topic] = current
+            self.metrics.topic_recreated.labels(topic=topic).inc()
+            logger.warning("topic %s was recreated (broker topic id %s, was %s): its stored offsets belong to a log "
+                           "that no longer exists; reading the new log from offset 0 (records the old log held "
+                           "and lifelong had not stored are gone with it; partitions %s)",
+                           topic, current, known, sorted(bases))
+        consumer = self._consumer
+        self._seek_to_stored(sorted(set(polled) | set(consumer.assignment() if consumer is not None else ())))
+        return True
+
     def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         consumer = self._consumer
         if consumer is None or not partitions:
             return
         with Session(self.engine) as session:
-            stored = load_offsets(session, topics={tp.topic for tp in partitions})
+            logs = load_logs(session, topics={tp.topic for tp in partitions})
         if not self.health.database_ok:
             self.health.database_ok = True
             self.metrics.database_ok.set(1)
+        stored = {key: log.next_offset for key, log in logs.items()}
+        for (topic, partition), log in logs.items():
+            self._offset_bases[(topic, partition)] = log.offset_base
+            if log.topic_id is not None:
+                self._topic_ids[topic] = log.topic_id
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
             if offset is not None:

@@ -14,6 +14,9 @@ from storage.errors import StoreUnavailable
 from storage.ingest_store import (
     NewSample,
     PartitionPosition,
+    StoredLog,
+    load_logs,
+    start_new_log,
     stored_hashes,
     write_ingest_batch,
 )
@@ -236,4 +239,32 @@ def test_a_re_sent_text_with_a_new_label_supersedes_the_stored_sample(database_u
         # keep: both labels stay.
         _relabel_batch(session, 6, [("new text", "c")], supersede=False)
         assert {("new text", "b"), ("new text", "c")} <= set(_stored_pairs(session))
+    engine.dispose()
+
+
+def test_a_recreated_topic_starts_a_new_log_past_every_old_position(database_url: str) -> None:
+    """start_new_log: offsets back to 0 under the new topic id, and a base past the old log's positions."""
+    engine = make_engine(database_url)
+    policy = HeldOutPolicy(fraction=0.0, min_per_label=10)
+
+    def logs() -> dict:
+        with Session(engine) as session:
+            return load_logs(session, ["t"])
+
+    with Session(engine) as session:
+        write_ingest_batch(session, samples=_samples(), dead_letters=[], policy=policy, dedupe_content=False,
+                           positions=[PartitionPosition("t", 0, 3, 3, topic_id="old-id"),
+                                      PartitionPosition("t", 1, 7, 7, topic_id="old-id")])
+    assert logs() == {("t", 0): StoredLog(3, 0, "old-id"), ("t", 1): StoredLog(7, 0, "old-id")}
+    with Session(engine) as session:
+        assert start_new_log(session, "t", "new-id") == {0: 3, 1: 7}
+    assert logs() == {("t", 0): StoredLog(0, 3, "new-id"), ("t", 1): StoredLog(0, 7, "new-id")}
+    # The new log's offset 0 is stored at position 3: not a replay of the old log's offset 0.
+    again = [NewSample(topic="t", partition=0, offset=3 + i, text=f"new log {i}", label="a", content_hash=f"n{i}")
+             for i in range(3)]
+    with Session(engine) as session:
+        result = write_ingest_batch(session, samples=again, dead_letters=[], policy=policy, dedupe_content=False,
+                                    positions=[PartitionPosition("t", 0, 3, 3, topic_id=None, offset_base=3)])
+    assert (result.stored, result.duplicate_position) == (3, 0)
+    assert logs()[("t", 0)] == StoredLog(3, 3, "new-id")  # a broker naming no topic id keeps the recorded one
     engine.dispose()
