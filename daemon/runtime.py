@@ -23,6 +23,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from daemon import failpoints
 from daemon.config import KafkaSettings, Settings
 from daemon.control.api import Readiness, create_app
 from daemon.control.plane import ControlOperations
@@ -126,6 +127,8 @@ class Daemon:
             The database schema is behind and ``database.auto_migrate`` is off.
         """
         s = self.settings
+        for hook in failpoints.armed_test_hooks():
+            logger.warning("fault-test hook set (never set this in production): %s", hook)
         if s.training.worker_start == "forkserver":
             from learners.worker import warm_up
 

@@ -204,6 +204,8 @@ class TestKilledDuringPromotion:
         deployment.send(LABELS[2:], 50, seed=2)
         run_id = deployment.retrain()
         assert deployment.process is not None and deployment.process.wait(timeout=240) == -signal.SIGKILL
+        log = (deployment.data_dir / "daemon.log").read_text(errors="replace")
+        assert f"fault-test hook set (never set this in production): {failpoints.ENV}='after_publish'" in log
         aliases = _after_restart(deployment, run_id, case="SIGKILL after publish, before the decision",
                                  inflicted=f"{failpoints.ENV}={failpoints.AFTER_PUBLISH}: the daemon kills itself "
                                            "once the candidate is published and registered")
