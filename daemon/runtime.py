@@ -7,6 +7,7 @@ so they exercise exactly the production wiring.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import secrets
@@ -231,6 +232,9 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
+        # `kill -USR1 <pid>` writes every thread's stack to stderr, from C, even when the
+        # interpreter is stuck: what a shutdown that hangs needs to be diagnosed.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         self.start()
         try:
             self.stop_event.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -165,6 +166,23 @@ def start_lifelong_run(broker: EmbeddedBroker, topic: str, database_url: str, da
     with (data_dir / "daemon.log").open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
+
+
+def terminate_lifelong_run(process: subprocess.Popen, timeout_s: float = 120) -> int:
+    """SIGTERM a ``lifelong run`` and wait for its exit code.
+
+    One that has not exited within ``timeout_s`` is sent SIGUSR1 first, so that its log
+    holds every thread's stack (faulthandler) to show where the shutdown hung, and the
+    test fails saying so.
+    """
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        raise AssertionError(f"lifelong run did not exit within {timeout_s:.0f}s of SIGTERM; "
+                             "its log ends with every thread's stack") from None
 
 
 def wait_run(client: Any, run_id: int, timeout_s: float = 240) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tests.conftest import (
     record,
     settings_for,
     start_lifelong_run,
+    terminate_lifelong_run,
     wait_for,
     wait_run,
 )
@@ -289,8 +290,12 @@ class TestShutdown:
             run_id = httpx.post(f"{base}/v1/retrain", json={}, headers=headers, timeout=10).json()["run_id"]
             wait_for(lambda: (_get(f"{base}/v1/status", headers).get("progress") or {}).get("step", 0) > 0,
                      timeout_s=90, what="the worker to start training")
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=180) == 0
+            if mode == "cancel":  # SIGUSR1 dumps every thread's stack into the log and changes nothing else
+                process.send_signal(signal.SIGUSR1)
+                wait_for(lambda: "Current thread" in (tmp_path / "daemon.log").read_text(errors="replace"),
+                         timeout_s=10, what="the stack dump")
+                assert process.poll() is None and _get(f"{base}/v1/status", headers).get("progress")
+            assert terminate_lifelong_run(process, timeout_s=180) == 0
         finally:
             process.kill()
 

@@ -30,7 +30,7 @@ from storage import registry
 from storage.artifacts import ArtifactStore
 from storage.engine import make_engine
 from storage.stats import split_counts
-from tests.conftest import produce, record, start_lifelong_run, wait_for
+from tests.conftest import produce, record, start_lifelong_run, terminate_lifelong_run, wait_for
 from tests.reliability_log import record_case
 from tests.tiny_model import build_tiny_bert, synthetic_examples
 
@@ -98,8 +98,7 @@ class Deployment:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=120)
+            terminate_lifelong_run(self.process)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
