@@ -343,7 +343,7 @@ class TestBrokerFrozen:
         from daemon.runtime import Daemon
         from tests.conftest import settings_for
 
-        frozen_for_s = 8
+        frozen_for_s = 30  # the figure: past request_timeout_ms (5 s) several times over
         with EmbeddedBroker(log_path=tmp_path / "tansu.log") as own:
             topic = "frozen.topic"
             create_topics(own.bootstrap_servers, [topic])
