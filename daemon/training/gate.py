@@ -684,14 +684,22 @@ def _negative_flip_rate(rate: float | None, outcome: PairedOutcome | None, polic
     passed = _at_most(rate, limit)
     detail = f"negative flip rate on all: {rate:.3f} (allowed <= {limit:.3f})"
     if outcome is not None and not passed:
-        p_value = binomial_tail_p(outcome.lost, outcome.n, limit)
-        significant = p_value < policy.flip_rate_alpha
-        passed = not significant
-        detail += (
-            f"; {outcome.lost} of {outcome.n} answers lost, binomial test of rate <= {limit:g}:"
-            f" p={p_value:.3g} ({'significant' if significant else 'not significant'} at {policy.flip_rate_alpha:g})"
-        )
+        passed, test = _beyond_sampling_error(outcome.lost, outcome.n, limit, policy.flip_rate_alpha, f"{limit:g}")
+        detail += f"; {outcome.lost} of {outcome.n} answers lost, {test}"
     return Check(name="negative_flip_rate", passed=passed, value=rate, threshold=limit, detail=detail)
+
+
+def _beyond_sampling_error(hits: int, n: int, limit: float, alpha: float, limit_text: str) -> tuple[bool, str]:
+    """A rate measured over its limit fails only if an exact binomial test says the true rate is too.
+
+    Returns whether the check passes after all and the sentence saying why: on a few hundred
+    samples a rate a little over its limit is often sampling noise, and noise must not veto
+    a candidate.
+    """
+    p_value = binomial_tail_p(hits, n, limit)
+    significant = p_value < alpha
+    verdict = "significant" if significant else "not significant"
+    return not significant, f"binomial test of rate <= {limit_text}: p={p_value:.3g} ({verdict} at {alpha:g})"
 
 
 def _abstain_rate(outcome: AbstainOutcome, policy: GatePolicy) -> Check:
@@ -705,11 +713,9 @@ def _abstain_rate(outcome: AbstainOutcome, policy: GatePolicy) -> Check:
     passed = _at_most(rate, limit)
     detail = f"{measured}, production {reference:.3f} (allowed <= {limit:.3f})"
     if not passed:
-        p_value = binomial_tail_p(outcome.candidate_abstained, outcome.candidate_n, limit)
-        significant = p_value < policy.abstain_alpha
-        passed = not significant
-        detail += (f"; binomial test of rate <= {limit:.3f}: p={p_value:.3g} "
-                   f"({'significant' if significant else 'not significant'} at {policy.abstain_alpha:g})")
+        passed, test = _beyond_sampling_error(outcome.candidate_abstained, outcome.candidate_n, limit,
+                                              policy.abstain_alpha, f"{limit:.3f}")
+        detail += f"; {test}"
     return Check(name="abstain_rate", passed=passed, value=rate, threshold=limit, detail=detail)
 
 
