@@ -52,6 +52,10 @@ class LiveAccuracy:
     def accuracy(self) -> float | None:
         return self.correct / self.joined if self.joined else None
 
+    def to_dict(self) -> dict[str, int | float | None]:
+        """The JSON the status and model views show."""
+        return {"joined": self.joined, "correct": self.correct, "accuracy": self.accuracy}
+
 
 def record_predictions(session: Session, rows: Sequence[NewPrediction]) -> None:
     """Insert ``rows`` in one statement and commit; :class:`StoreUnavailable` if the database refuses."""

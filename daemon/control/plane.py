@@ -77,7 +77,7 @@ class ControlOperations:
         return Session(self.engine)
 
     def status(self) -> dict[str, Any]:
-        from storage.predictions import live_accuracy
+        from storage.predictions import LiveAccuracy, live_accuracy
 
         with self._session() as session:
             view = status_view(session, ingest=self._ingest_health(), serving=self.predictor.version,
@@ -86,9 +86,7 @@ class ControlOperations:
             serving = self.predictor.version
             if self.prediction_log is not None and serving is not None:
                 found = live_accuracy(session, [serving], oos_label=self.settings.evaluation.oos_label).get(serving)
-                view["live_accuracy"] = {"version": serving, "joined": found.joined if found else 0,
-                                         "correct": found.correct if found else 0,
-                                         "accuracy": found.accuracy if found else None}
+                view["live_accuracy"] = {"version": serving, **(found or LiveAccuracy(0, 0)).to_dict()}
             return view
 
     def _training_status(self) -> dict[str, Any]:
@@ -111,7 +109,7 @@ class ControlOperations:
             return [model_view(session, v, detail=False, aliases=aliases) for v in registry.list_versions(session)]
 
     def show_model(self, version: str) -> dict[str, Any] | None:
-        from storage.predictions import live_accuracy
+        from storage.predictions import LiveAccuracy, live_accuracy
 
         with self._session() as session:
             found = registry.get_version(session, version)
@@ -119,8 +117,7 @@ class ControlOperations:
                 return None
             view = model_view(session, found, detail=True)
             live = live_accuracy(session, [version], oos_label=self.settings.evaluation.oos_label).get(version)
-            view["live_accuracy"] = {"joined": live.joined if live else 0, "correct": live.correct if live else 0,
-                                     "accuracy": live.accuracy if live else None}
+            view["live_accuracy"] = (live or LiveAccuracy(0, 0)).to_dict()
             return view
 
     def promote(self, version: str, *, actor: str, reason: str | None, force: bool) -> dict[str, Any]:
