@@ -394,7 +394,7 @@ def _reference_embeddings(engine: Engine, predictor: Predictor, version: str, wa
         return None
     known = set(serving.loaded.model.labels)
     with Session(engine) as session:
-        held = [e for e in heldout_examples(session, up_to_id=watermark) if e.label in known][-n:]
+        held = heldout_examples(session, labels=known, up_to_id=watermark, newest=n)
     if len(held) < 2:
         return None
     return predict(serving.loaded, [e.text for e in held], batch_size=predictor.batch_size, embeddings=True).embeddings

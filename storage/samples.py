@@ -70,11 +70,13 @@ def examples_by_ids(session: Session, ids: Sequence[int]) -> list[StoredExample]
 
 def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
                      up_to_id: int | None = None, with_meta: bool = False,
-                     newest_per_label: int | None = None) -> list[StoredExample]:
+                     newest_per_label: int | None = None, newest: int | None = None) -> list[StoredExample]:
     """Held-out samples (of ``labels`` if given, up to ``up_to_id`` if given), oldest first;
     ``with_meta`` reads each sample's ``meta`` too. ``newest_per_label`` keeps only each
     label's newest that many, chosen in the database, so that an evaluation's time and
-    memory stop growing with the stream while every label keeps its support."""
+    memory stop growing with the stream while every label keeps its support. ``newest``
+    keeps only the newest that many overall (of ``labels``), also chosen in the database:
+    a drift reference window reads its window, not the whole held-out history."""
     query = _select().where(Sample.held_out.is_(True))  # type: ignore[attr-defined,union-attr]
     if with_meta:
         query = query.add_columns(Sample.meta)  # type: ignore[attr-defined]
@@ -87,8 +89,13 @@ def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
                   .where(Sample.held_out.is_(True)))  # type: ignore[attr-defined]
         if up_to_id is not None:
             ranked = ranked.where(Sample.id <= up_to_id)  # type: ignore[operator]
-        newest = ranked.subquery()
-        query = query.join(newest, newest.c.ranked_id == Sample.id).where(newest.c["rank"] <= newest_per_label)
+        per_label = ranked.subquery()
+        query = query.join(per_label, per_label.c.ranked_id == Sample.id).where(per_label.c["rank"] <= newest_per_label)
+    if newest is not None:
+        if labels is not None:
+            query = query.where(Label.name.in_(list(labels)))  # type: ignore[attr-defined]
+        newest_first = session.execute(query.order_by(Sample.id.desc()).limit(newest))  # type: ignore[attr-defined]
+        return [StoredExample(*row) for row in reversed(newest_first.all())]  # type: ignore[arg-type]
     rows = [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]
     if labels is not None:
         wanted = set(labels)

@@ -58,4 +58,8 @@ def test_heldout_examples_keep_each_labels_newest_when_capped(database_url: str)
         assert [(e.sample_id, e.meta) for e in snapshot] == [(2, {"n": 2}), (4, {"n": 4}), (5, {"n": 5}),
                                                              (6, {"n": 6})]
         assert len(heldout_examples(s)) == 9
+        # The newest overall, of the labels asked for, oldest first (a drift reference window).
+        assert [e.sample_id for e in heldout_examples(s, newest=3)] == [7, 8, 9]
+        assert [e.sample_id for e in heldout_examples(s, labels={"b"}, newest=2, up_to_id=6)] == [5, 6]
+        assert heldout_examples(s, labels=set(), newest=5) == []
     engine.dispose()
