@@ -48,8 +48,13 @@ class StrategyConfig(BaseModel):
     si_lambda: float = Field(default=1.0, ge=0)
     agem_patterns: int = Field(default=256, ge=1)
     agem_sample_size: int = Field(default=64, ge=1)
-    #: ``slda``: how far the shared covariance is shrunk towards a scaled identity.
-    slda_shrinkage: float = Field(default=1e-3, gt=0, lt=1.0)
+    #: ``slda``: how far the shared covariance is shrunk towards a scaled identity; ``auto``
+    #: chooses it from the data each run (oracle approximating shrinkage).
+    slda_shrinkage: float | Literal["auto"] = "auto"
+    #: ``slda``: width of the fixed random ReLU feature map the head reads (0: the pooled
+    #: features). Chosen when a lineage's first slda version is trained from the base model
+    #: and kept by every version after it, since the running statistics live in that space.
+    slda_random_features: int = Field(default=2048, ge=0, le=16384)
     seed: int = 0
 
     @field_validator("name", mode="before")
@@ -61,9 +66,21 @@ class StrategyConfig(BaseModel):
             )
         return value
 
+    @field_validator("slda_shrinkage")
+    @classmethod
+    def _shrinkage_in_range(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and not 0.0 < value < 1.0:
+            raise ValueError(f"slda_shrinkage must be 'auto' or a number in (0, 1), got {value}")
+        return value
+
     @property
     def components(self) -> tuple[str, ...]:
         return STRATEGY_COMPONENTS[self.name]
+
+    @property
+    def slda_fixed_shrinkage(self) -> float | None:
+        """``slda_shrinkage`` as :meth:`learners.discriminant.DiscriminantStats.head` takes it (``None``: auto)."""
+        return None if self.slda_shrinkage == "auto" else float(self.slda_shrinkage)
 
 
 AdapterName = Literal["none", "lora"]

@@ -37,7 +37,7 @@ from torch import Tensor
 from learners.inference import length_batches
 from learners.model import LoadedClassifier
 
-__all__ = ["DiscriminantStats", "embed_texts"]
+__all__ = ["DiscriminantStats", "embed_texts", "oas_shrinkage"]
 
 _PREFIX = "slda."
 
@@ -113,12 +113,14 @@ class DiscriminantStats:
         self.counts.index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
         self.gram += x.T @ x
 
-    def head(self, shrinkage: float) -> tuple[Tensor, Tensor, Tensor]:
+    def head(self, shrinkage: float | None) -> tuple[Tensor, Tensor, Tensor]:
         """``(weight, bias, fitted)``: LDA's linear head, and which rows have data to fit.
 
         The pooled within-class covariance is shrunk towards a scaled identity
         (``(1-λ)Σ + λ·tr(Σ)/d·I``), which keeps it invertible when there are fewer
-        samples than features.
+        samples than features. ``shrinkage=None`` chooses λ from the data by the oracle
+        approximating shrinkage estimator (:func:`oas_shrinkage`), so a head over a
+        wide feature map fitted on a few hundred samples is not an overfitted one.
         """
         fitted = self.counts > 0
         n, k = float(self.counts.sum()), int(fitted.sum())
@@ -127,8 +129,25 @@ class DiscriminantStats:
         means[fitted] = self.sums[fitted] / self.counts[fitted, None]
         between = (self.sums[fitted].T @ means[fitted])  # Σ_c n_c μ_c μ_cᵀ
         covariance = (self.gram - between) / max(n - k, 1.0)
+        if shrinkage is None:
+            shrinkage = oas_shrinkage(covariance, max(n - k, 1.0))
         scale = float(torch.trace(covariance)) / hidden or 1.0
         covariance = (1.0 - shrinkage) * covariance + shrinkage * scale * torch.eye(hidden, dtype=torch.float64)
         weight = torch.linalg.solve(covariance, means.T).T
         bias = -0.5 * (weight * means).sum(dim=1)
         return weight, bias, fitted
+
+
+def oas_shrinkage(covariance: Tensor, samples: float) -> float:
+    """The oracle approximating shrinkage of Chen et al. ("Shrinkage algorithms for MMSE
+    covariance estimation", IEEE TSP 2010) in the form scikit-learn's ``OAS`` computes
+    it, here from the covariance alone: it needs no per-sample data, so it works on the
+    running statistics. ``samples`` is the covariance's degrees of freedom. In ``(0, 1]``.
+    """
+    d = covariance.shape[0]
+    mu = float(torch.trace(covariance)) / d
+    alpha = float((covariance * covariance).mean())
+    denominator = (samples + 1.0) * (alpha - mu * mu / d)
+    if denominator <= 0:
+        return 1.0
+    return min(1.0, max(1e-6, (alpha + mu * mu) / denominator))

@@ -69,10 +69,10 @@ def predict(loaded: LoadedClassifier, texts: Sequence[str], *, batch_size: int =
         if packed.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 pooled = model.embed(packed)
-                logits = model.head(pooled)
+                logits = model.head(model.features(pooled))
         else:
             pooled = model.embed(packed)
-            logits = model.head(pooled)
+            logits = model.head(model.features(pooled))
         if embeddings:
             for i, row in zip(chunk, pooled.float().cpu().tolist(), strict=True):
                 features[i] = row

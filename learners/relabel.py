@@ -75,7 +75,7 @@ def _plan(labels: list[str], mapping: Mapping[str, str | None]) -> tuple[list[st
 
 
 def relabel_classifier(source: Path, output: Path, mapping: Mapping[str, str | None], *,
-                       slda_shrinkage: float = 1e-3) -> RelabelResult:
+                       slda_shrinkage: float | None = None) -> RelabelResult:
     """Write ``source``'s classifier into ``output`` with its labels changed by ``mapping``
     (old name -> new name, or None to drop); labels not in ``mapping`` keep their names.
 
@@ -105,7 +105,7 @@ def relabel_classifier(source: Path, output: Path, mapping: Mapping[str, str | N
     tensors = _relabel_tensors(tensors, index_map, source_row, len(old_labels), len(new_labels))
     merged = len([j for j in index_map if j is not None]) > len(new_labels)
     if merged and all(key in tensors for key in (*_SLDA, "slda.gram")):
-        stats = DiscriminantStats.from_tensors(tensors, labels=len(new_labels), hidden=model.hidden_size)
+        stats = DiscriminantStats.from_tensors(tensors, labels=len(new_labels), hidden=model.feature_size)
         assert stats is not None
         weight, bias, fitted = stats.head(slda_shrinkage)
         with torch.no_grad():

@@ -154,6 +154,10 @@ def load_parent_state(directory: Path) -> ParentState:
                        meta.get("buffer"))
 
 
+#: Rows of features turned into statistics at a time (2048 random features x 4096 rows x 8 bytes = 64 MiB).
+_FEATURE_CHUNK = 4096
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -214,17 +218,31 @@ def _fit_discriminant(loaded: LoadedClassifier, parent: ParentState, spec: Train
 
     A parent without statistics (the base model, or a lineage that used another
     strategy) starts them from the replayed examples as well, so old labels keep rows.
-    Head rows of labels with no statistics at all keep their weights.
+    Head rows of labels with no statistics at all keep their weights. The random
+    feature map (``slda_random_features``) is put in only on a lineage's first version
+    from the base model: its rows would otherwise lose a trained head's weights, and a
+    later version must read the features its parent's statistics were summed in.
     """
     model = loaded.model
-    stats = DiscriminantStats.from_tensors(parent.state.tensors, labels=model.num_labels, hidden=model.hidden_size)
+    stats = DiscriminantStats.from_tensors(parent.state.tensors, labels=model.num_labels, hidden=model.feature_size)
     examples = list(spec.train)
+    width = spec.strategy.slda_random_features
     if stats is None:
-        stats = DiscriminantStats.empty(model.num_labels, model.hidden_size)
+        if spec.parent_dir is None and width and model.projection is None:
+            model.set_random_features(width, seed=spec.strategy.seed)
+        stats = DiscriminantStats.empty(model.num_labels, model.feature_size)
         examples += list(spec.replay)
-    features = embed_texts(loaded, [e.text for e in examples], batch_size=spec.strategy.eval_batch_size)
-    stats.update(features, [index[e.label] for e in examples])
-    weight, bias, fitted = stats.head(spec.strategy.slda_shrinkage)
+    if model.random_features != width:
+        logger.info("slda keeps the lineage's feature map (%d random features; training.strategy."
+                    "slda_random_features is %d and applies to lineages started from the base model)",
+                    model.random_features, width)
+    pooled = embed_texts(loaded, [e.text for e in examples], batch_size=spec.strategy.eval_batch_size)
+    targets = [index[e.label] for e in examples]
+    for start in range(0, len(examples), _FEATURE_CHUNK):  # wide features in bounded memory
+        chunk = pooled[start : start + _FEATURE_CHUNK].to(model.head.weight.device)
+        with torch.no_grad():
+            stats.update(model.features(chunk).cpu(), targets[start : start + _FEATURE_CHUNK])
+    weight, bias, fitted = stats.head(spec.strategy.slda_fixed_shrinkage)
     head = model.head
     with torch.no_grad():
         head.weight[fitted] = weight[fitted].to(dtype=head.weight.dtype, device=head.weight.device)

@@ -128,22 +128,15 @@ class BatchResult:
 
 def load_offsets(session: Session, *, topics: Iterable[str] | None = None) -> dict[tuple[str, int], int]:
     """The stored next offset for every known partition (of ``topics``, if given)."""
-    query = select(ConsumerOffset.topic, ConsumerOffset.partition, ConsumerOffset.next_offset)
-    wanted = list(topics) if topics is not None else None
-    if wanted is not None:
-        query = query.where(ConsumerOffset.topic.in_(wanted))  # type: ignore[attr-defined]
-    try:
-        rows = session.execute(query).all()
-    except SQLAlchemyError as exc:
-        raise StoreUnavailable(f"cannot read stored offsets: {exc}") from exc
-    return {(topic, partition): offset for topic, partition, offset in rows}
+    return {key: log.next_offset for key, log in load_logs(session, topics).items()}
 
 
-def load_logs(session: Session, topics: Iterable[str]) -> dict[tuple[str, int], StoredLog]:
-    """Every stored partition of ``topics`` with its resume offset, offset base and topic id."""
+def load_logs(session: Session, topics: Iterable[str] | None = None) -> dict[tuple[str, int], StoredLog]:
+    """Every stored partition (of ``topics``, if given) with its resume offset, offset base and topic id."""
     table = ConsumerOffset.__table__
-    query = select(table.c.topic, table.c.partition, table.c.next_offset, table.c.offset_base,
-                   table.c.topic_id).where(table.c.topic.in_(list(topics)))
+    query = select(table.c.topic, table.c.partition, table.c.next_offset, table.c.offset_base, table.c.topic_id)
+    if topics is not None:
+        query = query.where(table.c.topic.in_(list(topics)))
     try:
         rows = session.execute(query).all()
     except SQLAlchemyError as exc:

@@ -82,6 +82,8 @@ def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
         query = query.add_columns(Sample.meta)  # type: ignore[attr-defined]
     if up_to_id is not None:
         query = query.where(Sample.id <= up_to_id)  # type: ignore[operator]
+    if labels is not None:
+        query = query.where(Label.name.in_(list(labels)))  # type: ignore[attr-defined]
     if newest_per_label is not None:
         ranked = (select(Sample.id.label("ranked_id"),  # type: ignore[attr-defined]
                          func.row_number().over(partition_by=Sample.label_id,
@@ -92,12 +94,6 @@ def heldout_examples(session: Session, *, labels: Collection[str] | None = None,
         per_label = ranked.subquery()
         query = query.join(per_label, per_label.c.ranked_id == Sample.id).where(per_label.c["rank"] <= newest_per_label)
     if newest is not None:
-        if labels is not None:
-            query = query.where(Label.name.in_(list(labels)))  # type: ignore[attr-defined]
         newest_first = session.execute(query.order_by(Sample.id.desc()).limit(newest))  # type: ignore[attr-defined]
         return [StoredExample(*row) for row in reversed(newest_first.all())]  # type: ignore[arg-type]
-    rows = [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]
-    if labels is not None:
-        wanted = set(labels)
-        rows = [row for row in rows if row.label in wanted]
-    return rows
+    return [StoredExample(*row) for row in session.execute(query.order_by(Sample.id))]  # type: ignore[arg-type]

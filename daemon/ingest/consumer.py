@@ -516,16 +516,15 @@ class Ingestor:
         if not self.health.database_ok:
             self.health.database_ok = True
             self.metrics.database_ok.set(1)
-        stored = {key: log.next_offset for key, log in logs.items()}
         for (topic, partition), log in logs.items():
             self._offset_bases[(topic, partition)] = log.offset_base
             if log.topic_id is not None:
                 self._topic_ids[topic] = log.topic_id
         for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is not None:
-                consumer.seek(tp, offset)
-                logger.info("%s[%d]: resuming at stored offset %d", tp.topic, tp.partition, offset)
+            log = logs.get((tp.topic, tp.partition))
+            if log is not None:
+                consumer.seek(tp, log.next_offset)
+                logger.info("%s[%d]: resuming at stored offset %d", tp.topic, tp.partition, log.next_offset)
             elif self.kafka.auto_offset_reset == "earliest":
                 # The database is the only record of what is stored: a partition it has never
                 # seen starts at the beginning, whatever the group committed in Kafka (a

@@ -610,7 +610,7 @@ class Lifecycle:
                 try:
                     self.store.verify(parent.name, expected_checksum=parent.checksum)
                     result = relabel_classifier(self.store.path_for(parent.name), out, checked.mapping,
-                                                slda_shrinkage=self.settings.training.strategy.slda_shrinkage)
+                                                slda_shrinkage=self.settings.training.strategy.slda_fixed_shrinkage)
                     lineage = {"parent": parent.name, "strategy": parent.strategy,
                                "data_watermark": parent.data_watermark, "generation": parent.generation,
                                "relabel": {"kind": checked.kind, "mapping": checked.mapping}}

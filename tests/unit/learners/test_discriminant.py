@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ from safetensors.torch import load_file
 
 from learners.buffer import BufferConfig
 from learners.config import StrategyConfig
-from learners.discriminant import DiscriminantStats
+from learners.discriminant import DiscriminantStats, oas_shrinkage
+from learners.errors import ModelLoadError
 from learners.inference import predict
-from learners.model import load_classifier
+from learners.model import CLASSIFIER_FILE, load_classifier
 from learners.train import STATE_TENSORS, TrainingSpec, train_candidate
 from tests.tiny_model import synthetic_examples
 from tests.unit.learners.conftest import LABELS
@@ -72,9 +74,97 @@ class TestDiscriminantStats:
             DiscriminantStats.empty(2, 8).update(torch.zeros(2, 8), [0])
 
 
+class TestOasShrinkage:
+    def test_matches_scikit_learn(self) -> None:
+        from sklearn.covariance import OAS, empirical_covariance
+
+        for n, d in ((40, 8), (30, 60), (500, 20)):
+            x = torch.randn(n, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+            covariance = torch.from_numpy(empirical_covariance(x.numpy()))
+            assert oas_shrinkage(covariance, n) == pytest.approx(OAS().fit(x.numpy()).shrinkage_, rel=1e-9)
+
+    def test_shrinks_more_when_samples_are_few_for_the_width(self) -> None:
+        scales = torch.linspace(0.2, 3.0, 30, dtype=torch.float64)  # anisotropic: identity is not the truth
+        generator = torch.Generator().manual_seed(4)
+
+        def stats(n: int) -> tuple[DiscriminantStats, torch.Tensor]:
+            x = torch.randn(n, 30, generator=generator, dtype=torch.float64) * scales
+            y = [i % 3 for i in range(n)]
+            s = DiscriminantStats.empty(3, 30)
+            s.update(x + torch.tensor(y, dtype=torch.float64)[:, None], y)
+            means = s.sums / s.counts[:, None]
+            return s, (s.gram - s.sums.T @ means) / (n - 3)
+
+        (few, few_cov), (many, many_cov) = stats(24), stats(3000)
+        assert oas_shrinkage(few_cov, 21) > 10 * oas_shrinkage(many_cov, 2997)
+        # 'auto' (None) is the head at the OAS shrinkage.
+        for ours, theirs in zip(few.head(None), few.head(oas_shrinkage(few_cov, 21)), strict=True):
+            assert torch.allclose(ours.double(), theirs.double())
+
+
+class TestStrategySettings:
+    def test_shrinkage_is_auto_or_a_fraction(self) -> None:
+        assert StrategyConfig().slda_fixed_shrinkage is None
+        assert StrategyConfig(slda_shrinkage=0.2).slda_fixed_shrinkage == 0.2
+        with pytest.raises(ValueError, match=r"slda_shrinkage must be 'auto' or a number in \(0, 1\), got 1.5"):
+            StrategyConfig(slda_shrinkage=1.5)
+        with pytest.raises(ValueError, match="slda_shrinkage"):
+            StrategyConfig(slda_shrinkage="sometimes")
+        with pytest.raises(ValueError, match="slda_random_features"):
+            StrategyConfig(slda_random_features=-1)
+
+
+def _slda(tmp_path: Path, tiny_bert: Path, name: str, data, parent: Path | None = None, *, width: int = 0):
+    config = StrategyConfig(name="slda", max_length=24, slda_random_features=width)
+    spec = TrainingSpec(output_dir=tmp_path / name, train=data, strategy=config, buffer=BufferConfig(size=10),
+                        parent_dir=parent, base_model=None if parent else tiny_bert)
+    return train_candidate(spec)
+
+
+class TestRandomFeatures:
+    def test_staged_equals_joint_and_serving_reads_the_saved_map(self, tiny_bert: Path, tmp_path: Path) -> None:
+        task1 = synthetic_examples(LABELS[:3], 20, seed=1)
+        task2 = synthetic_examples(LABELS[3:], 20, seed=2, start_id=1000)
+        v1 = _slda(tmp_path, tiny_bert, "v1", task1, width=64)
+        v2 = _slda(tmp_path, tiny_bert, "v2", task2, Path(v1.output_dir), width=64)
+        joint = _slda(tmp_path, tiny_bert, "joint", task1 + task2, width=64)
+        m1, m2, mj = (load_classifier(Path(r.output_dir)) for r in (v1, v2, joint))
+        assert json.loads((Path(v2.output_dir) / CLASSIFIER_FILE).read_text())["random_features"] == 64
+        assert m1.model.projection is not None and m1.model.projection.shape == (m1.model.hidden_size, 64)
+        assert m2.model.feature_size == 64 and m2.model.head.weight.shape == (6, 64)
+        # A child reads the features its parent's statistics were summed in.
+        assert torch.equal(m1.model.projection, m2.model.projection)
+        assert torch.allclose(m2.model.head.weight, mj.model.head.weight, rtol=1e-4, atol=1e-5)
+        state = load_file(str(Path(v2.output_dir) / STATE_TENSORS))
+        assert state["slda.gram"].shape == (64, 64)
+        # Served logits are the head over relu(pooled @ R), the map loaded from the artifact.
+        texts = [e.text for e in synthetic_examples(LABELS, 3, seed=9, start_id=5000)]
+        served = predict(m2, texts, embeddings=True)
+        pooled = torch.tensor(served.embeddings)
+        by_hand = torch.relu(pooled @ m2.model.projection) @ m2.model.head.weight.T + m2.model.head.bias
+        assert torch.allclose(torch.tensor(served.logits), by_hand, atol=1e-4)
+
+    def test_a_lineage_keeps_the_map_it_started_with(self, tiny_bert: Path, tmp_path: Path) -> None:
+        v1 = _slda(tmp_path, tiny_bert, "v1", synthetic_examples(LABELS[:3], 10, seed=1), width=0)
+        v2 = _slda(tmp_path, tiny_bert, "v2", synthetic_examples(LABELS[3:], 10, seed=2, start_id=1000),
+                   Path(v1.output_dir), width=64)
+        model = load_classifier(Path(v2.output_dir)).model
+        assert model.projection is None and model.feature_size == model.hidden_size
+
+    def test_weights_and_settings_that_disagree_are_refused(self, tiny_bert: Path, tmp_path: Path) -> None:
+        v1 = _slda(tmp_path, tiny_bert, "v1", synthetic_examples(LABELS[:3], 10, seed=1), width=32)
+        settings_file = Path(v1.output_dir) / CLASSIFIER_FILE
+        settings = json.loads(settings_file.read_text())
+        settings_file.write_text(json.dumps({**settings, "random_features": 0}))
+        with pytest.raises(ModelLoadError, match=r"names 0 random features but the weights hold \(32, 32\)"):
+            load_classifier(Path(v1.output_dir))
+
+
 class TestSldaTraining:
     def test_second_run_equals_one_joint_run_and_keeps_the_encoder(self, tiny_bert: Path, tmp_path: Path) -> None:
-        config = StrategyConfig(name="slda", max_length=24)
+        # On the pooled features (the random map has its own tests above): the toy encoder's
+        # pooled space is where the accuracy floor below was set.
+        config = StrategyConfig(name="slda", max_length=24, slda_random_features=0, slda_shrinkage=1e-3)
         task1 = synthetic_examples(LABELS[:3], 30, seed=1)
         task2 = synthetic_examples(LABELS[3:], 30, seed=2, start_id=1000)
 

@@ -210,6 +210,10 @@ class TestLineageTransitions:
         v2 = _train(tmp_path, tiny_bert, "v2", synthetic_examples(TASK2, 12, seed=2, start_id=100),
                     parent=Path(v1.output_dir), epochs=1)
         assert v2.adapter is not None and not (Path(v2.output_dir) / WEIGHTS_FILE).exists()
+        # The slda parent's random feature map travels in the adapter artifact, unchanged.
+        parent, child = load_classifier(Path(v1.output_dir)).model, load_classifier(Path(v2.output_dir)).model
+        assert parent.projection is not None and child.projection is not None
+        assert torch.equal(parent.projection, child.projection)
 
     def test_changing_the_adapter_shape_mid_lineage_fails_clearly(self, tiny_bert: Path, tmp_path: Path) -> None:
         v1 = _train(tmp_path, tiny_bert, "v1", synthetic_examples(TASK1, 12, seed=1), epochs=1)

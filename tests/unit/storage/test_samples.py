@@ -62,4 +62,8 @@ def test_heldout_examples_keep_each_labels_newest_when_capped(database_url: str)
         assert [e.sample_id for e in heldout_examples(s, newest=3)] == [7, 8, 9]
         assert [e.sample_id for e in heldout_examples(s, labels={"b"}, newest=2, up_to_id=6)] == [5, 6]
         assert heldout_examples(s, labels=set(), newest=5) == []
+        # The label filter holds with every other option too (it is applied in the database).
+        assert [e.sample_id for e in heldout_examples(s, labels={"b"})] == [3, 5, 6]
+        assert [e.sample_id for e in heldout_examples(s, labels={"a"}, newest_per_label=1, up_to_id=6)] == [4]
+        assert heldout_examples(s, labels=set()) == []
     engine.dispose()
