@@ -95,7 +95,7 @@ class TestOasShrinkage:
             means = s.sums / s.counts[:, None]
             return s, (s.gram - s.sums.T @ means) / (n - 3)
 
-        (few, few_cov), (many, many_cov) = stats(24), stats(3000)
+        (few, few_cov), (_, many_cov) = stats(24), stats(3000)
         assert oas_shrinkage(few_cov, 21) > 10 * oas_shrinkage(many_cov, 2997)
         # 'auto' (None) is the head at the OAS shrinkage.
         for ours, theirs in zip(few.head(None), few.head(oas_shrinkage(few_cov, 21)), strict=True):
