@@ -14,10 +14,13 @@ as for every other strategy.
 The statistics it keeps are sufficient and exact — per-label feature sums and
 counts and the total Gram matrix Σ x xᵀ, in float64 — so the head after any
 number of runs is the one joint LDA on all data would give, whatever order the
-labels and samples arrived in, and no text needs to be replayed. Measured on
-CLINC150 (150 intents, frozen all-MiniLM-L6-v2, mean pooling): 92.96% test
-accuracy with shrinkage 1e-3, against 94.4% for joint fine-tuning and 83.5% for
-plain replay at 3% in a bare PyTorch loop.
+labels and samples arrived in, and no text needs to be replayed. The features are
+the model's :meth:`~learners.model.TextClassifier.features`: by default a fixed
+2048-wide random ReLU map of the pooled output (RanPAC), with the shrinkage chosen by
+OAS. Measured on CLINC150 15 x 10 through ``train_candidate`` (150 intents, frozen
+all-MiniLM-L6-v2, mean pooling): 94.18% test accuracy (92.96% on the pooled features
+with shrinkage 1e-3), against 94.4% for joint fine-tuning and 83.5% for plain replay
+at 3% in a bare PyTorch loop.
 
 Avalanche ships the same idea as ``StreamingLDA``; it is not used because it fixes
 the number of classes at construction (lifelong's head grows), updates its
@@ -128,9 +131,10 @@ class DiscriminantStats:
         means = torch.zeros_like(self.sums)
         means[fitted] = self.sums[fitted] / self.counts[fitted, None]
         between = (self.sums[fitted].T @ means[fitted])  # Σ_c n_c μ_c μ_cᵀ
-        covariance = (self.gram - between) / max(n - k, 1.0)
+        dof = max(n - k, 1.0)
+        covariance = (self.gram - between) / dof
         if shrinkage is None:
-            shrinkage = oas_shrinkage(covariance, max(n - k, 1.0))
+            shrinkage = oas_shrinkage(covariance, dof)
         scale = float(torch.trace(covariance)) / hidden or 1.0
         covariance = (1.0 - shrinkage) * covariance + shrinkage * scale * torch.eye(hidden, dtype=torch.float64)
         weight = torch.linalg.solve(covariance, means.T).T

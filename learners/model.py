@@ -96,14 +96,7 @@ class TextClassifier(nn.Module):
         hidden = int(backbone.config.hidden_size)
         self.projection: Tensor | None
         self.register_buffer("projection", None)  # set by set_random_features; None is not saved
-        with warnings.catch_warnings():
-            # A head with no rows yet (no labels seen) is legal; torch warns about it.
-            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
-            self.head = nn.Linear(hidden, len(self.labels))
-        if self.labels:  # a head with no rows yet has nothing to initialise
-            with torch.no_grad():
-                nn.init.normal_(self.head.weight, std=0.02)
-                nn.init.zeros_(self.head.bias)
+        self.head = self._new_head(hidden, None)
 
     @property
     def num_labels(self) -> int:
@@ -129,8 +122,8 @@ class TextClassifier(nn.Module):
 
         Why: intents that are not linearly separable in the pooled space become much
         more so after a wide random ReLU expansion (McDonnell et al., "RanPAC", NeurIPS
-        2023); measured on CLINC150 with a closed-form LDA head it is 94.4% against
-        92.96% on the pooled features (see :mod:`learners.discriminant`). The head is
+        2023); measured on CLINC150 through ``train_candidate`` with the closed-form LDA
+        head it is 94.18% at width 2048 against 92.96% on the pooled features. The head is
         rebuilt at the new width with fresh rows: call this before it is fitted.
         """
         if width < 1:
@@ -142,14 +135,19 @@ class TextClassifier(nn.Module):
 
     def _install_projection(self, projection: Tensor) -> None:
         self.register_buffer("projection", projection, persistent=True)
+        self.head = self._new_head(int(projection.shape[1]), projection.device)
+
+    def _new_head(self, width: int, device: torch.device | None) -> nn.Linear:
+        """A head over ``width`` features with one small random row per label."""
         with warnings.catch_warnings():
+            # A head with no rows yet (no labels seen) is legal; torch warns about it.
             warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
-            head = nn.Linear(int(projection.shape[1]), len(self.labels), device=projection.device)
-        if self.labels:
+            head = nn.Linear(width, len(self.labels), device=device)
+        if self.labels:  # a head with no rows yet has nothing to initialise
             with torch.no_grad():
                 nn.init.normal_(head.weight, std=0.02)
                 nn.init.zeros_(head.bias)
-        self.head = head
+        return head
 
     def features(self, pooled: Tensor) -> Tensor:
         """What the head reads, from pooled features ``[B, hidden]``."""
