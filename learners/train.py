@@ -234,8 +234,8 @@ def _fit_discriminant(loaded: LoadedClassifier, parent: ParentState, spec: Train
         examples += list(spec.replay)
     if model.random_features != width:
         logger.info("slda keeps the lineage's feature map (%d random features; training.strategy."
-                    "slda_random_features is %d and applies to lineages started from the base model)",
-                    model.random_features, width)
+                    "slda_random_features is %d and applies to lineages started from the base model, "
+                    "which a rebuild does)", model.random_features, width)
     pooled = embed_texts(loaded, [e.text for e in examples], batch_size=spec.strategy.eval_batch_size)
     targets = [index[e.label] for e in examples]
     for start in range(0, len(examples), _FEATURE_CHUNK):  # wide features in bounded memory
