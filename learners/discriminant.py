@@ -40,9 +40,32 @@ from torch import Tensor
 from learners.inference import length_batches
 from learners.model import LoadedClassifier
 
-__all__ = ["DiscriminantStats", "embed_texts", "oas_shrinkage"]
+__all__ = ["DiscriminantStats", "embed_texts", "has_statistics", "oas_shrinkage"]
 
 _PREFIX = "slda."
+_SUMS, _COUNTS = f"{_PREFIX}sums", f"{_PREFIX}counts"
+#: The Gram matrix is symmetric, so artifacts hold its upper triangle (row-major, diagonal
+#: included): half the bytes, 17 MB less per version at 2,048 features.
+_GRAM_UPPER = f"{_PREFIX}gram_upper"
+#: The full matrix, as artifacts written before the packing hold it; still read.
+_GRAM_FULL = f"{_PREFIX}gram"
+
+
+def has_statistics(tensors: dict[str, Tensor]) -> bool:
+    """Whether a learner state holds LDA statistics (packed or in the older full form)."""
+    return _SUMS in tensors and _COUNTS in tensors and (_GRAM_UPPER in tensors or _GRAM_FULL in tensors)
+
+
+def _unpack_gram(packed: Tensor, hidden: int) -> Tensor:
+    """The full matrix from its saved triangle; a triangle of another width is returned as it
+    is, for the caller's shape check to refuse with the shapes it found."""
+    if packed.dim() != 1 or packed.numel() != hidden * (hidden + 1) // 2:
+        return packed
+    rows, cols = torch.triu_indices(hidden, hidden)
+    gram = torch.zeros(hidden, hidden, dtype=torch.float64)
+    gram[rows, cols] = packed
+    gram[cols, rows] = packed
+    return gram
 
 
 @torch.inference_mode()
@@ -81,10 +104,13 @@ class DiscriminantStats:
         ValueError
             The saved tensors do not fit ``hidden`` or hold more rows than ``labels``.
         """
-        names = [f"{_PREFIX}sums", f"{_PREFIX}counts", f"{_PREFIX}gram"]
-        if not all(name in tensors for name in names):
+        if not has_statistics(tensors):
             return None
-        sums, counts, gram = (tensors[name].to(torch.float64) for name in names)
+        sums, counts = tensors[_SUMS].to(torch.float64), tensors[_COUNTS].to(torch.float64)
+        if _GRAM_UPPER in tensors:
+            gram = _unpack_gram(tensors[_GRAM_UPPER].to(torch.float64), hidden)
+        else:
+            gram = tensors[_GRAM_FULL].to(torch.float64)
         if sums.dim() != 2 or sums.shape[1] != hidden or gram.shape != (hidden, hidden) \
                 or counts.shape != (sums.shape[0],) or sums.shape[0] > labels:
             raise ValueError(
@@ -96,8 +122,8 @@ class DiscriminantStats:
         return stats
 
     def to_tensors(self) -> dict[str, Tensor]:
-        return {f"{_PREFIX}sums": self.sums.clone(), f"{_PREFIX}counts": self.counts.clone(),
-                f"{_PREFIX}gram": self.gram.clone()}
+        rows, cols = torch.triu_indices(*self.gram.shape)
+        return {_SUMS: self.sums.clone(), _COUNTS: self.counts.clone(), _GRAM_UPPER: self.gram[rows, cols]}
 
     def grow(self, labels: int) -> None:
         """Add zero rows up to ``labels`` (the head grew)."""

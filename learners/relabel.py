@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from learners.buffer import ReplayBuffer
-from learners.discriminant import DiscriminantStats
+from learners.discriminant import DiscriminantStats, has_statistics
 from learners.model import load_classifier, save_classifier
 from learners.train import STATE_JSON, STATE_TENSORS
 
@@ -104,7 +104,7 @@ def relabel_classifier(source: Path, output: Path, mapping: Mapping[str, str | N
     tensors = load_file(str(tensors_path)) if tensors_path.is_file() else {}
     tensors = _relabel_tensors(tensors, index_map, source_row, len(old_labels), len(new_labels))
     merged = len([j for j in index_map if j is not None]) > len(new_labels)
-    if merged and all(key in tensors for key in (*_SLDA, "slda.gram")):
+    if merged and has_statistics(tensors):
         stats = DiscriminantStats.from_tensors(tensors, labels=len(new_labels), hidden=model.feature_size)
         assert stats is not None
         weight, bias, fitted = stats.head(slda_shrinkage)

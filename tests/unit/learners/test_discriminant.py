@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from learners.buffer import BufferConfig
 from learners.config import StrategyConfig
-from learners.discriminant import DiscriminantStats, oas_shrinkage
+from learners.discriminant import DiscriminantStats, has_statistics, oas_shrinkage
 from learners.errors import ModelLoadError
 from learners.inference import predict
 from learners.model import CLASSIFIER_FILE, load_classifier
@@ -63,6 +63,21 @@ class TestDiscriminantStats:
         assert again is not None and again.sums.shape == (5, 8)
         assert torch.equal(again.sums[:3], stats.sums) and torch.equal(again.gram, stats.gram)
         assert DiscriminantStats.from_tensors({}, labels=5, hidden=8) is None
+
+    def test_artifacts_hold_the_gram_triangle_and_the_older_full_form_still_loads(self) -> None:
+        x, y = _features(4, 40, 3)
+        stats = DiscriminantStats.empty(3, 8)
+        stats.update(x, y)
+        saved = stats.to_tensors()
+        assert "slda.gram" not in saved and saved["slda.gram_upper"].shape == (8 * 9 // 2,)
+        assert has_statistics(saved)
+        again = DiscriminantStats.from_tensors(saved, labels=3, hidden=8)
+        assert again is not None and torch.equal(again.gram, stats.gram)
+        older = {"slda.sums": stats.sums, "slda.counts": stats.counts, "slda.gram": stats.gram}
+        assert has_statistics(older) and not has_statistics({"slda.sums": stats.sums, "slda.counts": stats.counts})
+        from_older = DiscriminantStats.from_tensors(older, labels=3, hidden=8)
+        assert from_older is not None
+        assert all(torch.equal(a, b) for a, b in zip(from_older.head(1e-3), stats.head(1e-3), strict=True))
 
     def test_saved_statistics_of_another_width_are_refused(self) -> None:
         stats = DiscriminantStats.empty(3, 8)
@@ -136,7 +151,7 @@ class TestRandomFeatures:
         assert torch.equal(m1.model.projection, m2.model.projection)
         assert torch.allclose(m2.model.head.weight, mj.model.head.weight, rtol=1e-4, atol=1e-5)
         state = load_file(str(Path(v2.output_dir) / STATE_TENSORS))
-        assert state["slda.gram"].shape == (64, 64)
+        assert state["slda.gram_upper"].shape == (64 * 65 // 2,)
         # Served logits are the head over relu(pooled @ R), the map loaded from the artifact.
         texts = [e.text for e in synthetic_examples(LABELS, 3, seed=9, start_id=5000)]
         served = predict(m2, texts, embeddings=True)
