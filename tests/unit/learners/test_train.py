@@ -122,6 +122,22 @@ class TestEwcState:
         assert second["ewc.importance.head.weight"].shape == (6, 32)
         assert not torch.equal(second["ewc.importance.head.weight"][:3], first["ewc.importance.head.weight"])
 
+    def test_the_saved_penalty_holds_a_child_trained_in_a_fresh_run_near_its_parent(
+            self, tiny_bert: Path, tmp_path: Path) -> None:
+        # Each retrain is a new process: the penalty only exists if the saved importances and
+        # anchors come back and Avalanche's clock says an earlier experience happened.
+        v1 = _train(tmp_path, tiny_bert, "ewc", "v1", synthetic_examples(TASK1, 30, seed=1))
+        parent = load_file(str(Path(v1.output_dir) / "model.safetensors"))
+
+        def moved(ewc_lambda: float) -> float:
+            spec = TrainingSpec(output_dir=tmp_path / f"child-{ewc_lambda:g}", parent_dir=Path(v1.output_dir),
+                                train=synthetic_examples(TASK2, 30, seed=2, start_id=100),
+                                strategy=_config("ewc", ewc_lambda=ewc_lambda), buffer=BufferConfig(size=30))
+            child = load_file(str(Path(train_candidate(spec).output_dir) / "model.safetensors"))
+            return sum(float((child[k] - parent[k]).pow(2).sum()) for k in parent if not k.startswith("head."))
+
+        assert moved(1e7) < 0.5 * moved(0.0)
+
 
 class TestEdgeCases:
     def test_empty_training_data_is_skipped_and_writes_nothing(self, tiny_bert: Path, tmp_path: Path) -> None:
