@@ -40,10 +40,12 @@ from torch import Tensor
 from learners.inference import length_batches
 from learners.model import LoadedClassifier
 
-__all__ = ["DiscriminantStats", "embed_texts", "has_statistics", "oas_shrinkage"]
+__all__ = ["PER_LABEL_TENSORS", "DiscriminantStats", "embed_texts", "has_statistics", "oas_shrinkage"]
 
 _PREFIX = "slda."
 _SUMS, _COUNTS = f"{_PREFIX}sums", f"{_PREFIX}counts"
+#: The saved statistics with one row per head row: what a relabel adds up when labels merge.
+PER_LABEL_TENSORS = (_SUMS, _COUNTS)
 #: The Gram matrix is symmetric, so artifacts hold its upper triangle (row-major, diagonal
 #: included): half the bytes, 17 MB less per version at 2,048 features.
 _GRAM_UPPER = f"{_PREFIX}gram_upper"

@@ -36,15 +36,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from learners.buffer import ReplayBuffer
-from learners.discriminant import DiscriminantStats, has_statistics
+from learners.discriminant import PER_LABEL_TENSORS, DiscriminantStats, has_statistics
 from learners.model import load_classifier, save_classifier
 from learners.train import STATE_JSON, STATE_TENSORS
 
 __all__ = ["RelabelResult", "relabel_classifier"]
 
 logger = logging.getLogger(__name__)
-
-_SLDA = ("slda.sums", "slda.counts")
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def _relabel_tensors(tensors: dict[str, torch.Tensor], index_map: list[int | Non
     keep = [i for i, j in enumerate(index_map) if j is not None]
     targets = torch.tensor([index_map[i] for i in keep], dtype=torch.long)
     for name, tensor in tensors.items():
-        if name in _SLDA:
+        if name in PER_LABEL_TENSORS:
             if tensor.shape[0] < old_count:  # rows of labels that never had statistics
                 tensor = torch.cat([tensor, torch.zeros((old_count - tensor.shape[0], *tensor.shape[1:]),
                                                         dtype=tensor.dtype)])

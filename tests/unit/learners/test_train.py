@@ -26,8 +26,9 @@ def _config(name: str, **overrides) -> StrategyConfig:
                           max_length=24, **overrides)
 
 
-def _train(tmp_path: Path, tiny_bert: Path, name: str, version: str, train, *, parent=None, replay=(), **kw):
-    spec = TrainingSpec(output_dir=tmp_path / version, train=train, replay=replay, strategy=_config(name),
+def _train(tmp_path: Path, tiny_bert: Path, name: str, version: str, train, *, parent=None, replay=(),
+           config: StrategyConfig | None = None, **kw):
+    spec = TrainingSpec(output_dir=tmp_path / version, train=train, replay=replay, strategy=config or _config(name),
                         buffer=BufferConfig(size=30), parent_dir=parent, base_model=None if parent else tiny_bert, **kw)
     return train_candidate(spec)
 
@@ -130,10 +131,10 @@ class TestEwcState:
         parent = load_file(str(Path(v1.output_dir) / "model.safetensors"))
 
         def moved(ewc_lambda: float) -> float:
-            spec = TrainingSpec(output_dir=tmp_path / f"child-{ewc_lambda:g}", parent_dir=Path(v1.output_dir),
-                                train=synthetic_examples(TASK2, 30, seed=2, start_id=100),
-                                strategy=_config("ewc", ewc_lambda=ewc_lambda), buffer=BufferConfig(size=30))
-            child = load_file(str(Path(train_candidate(spec).output_dir) / "model.safetensors"))
+            result = _train(tmp_path, tiny_bert, "ewc", f"child-{ewc_lambda:g}",
+                            synthetic_examples(TASK2, 30, seed=2, start_id=100), parent=Path(v1.output_dir),
+                            config=_config("ewc", ewc_lambda=ewc_lambda))
+            child = load_file(str(Path(result.output_dir) / "model.safetensors"))
             return sum(float((child[k] - parent[k]).pow(2).sum()) for k in parent if not k.startswith("head."))
 
         assert moved(1e7) < 0.5 * moved(0.0)
